@@ -1,0 +1,70 @@
+# g2d: the two commands are `make test` and `make reproduce` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+# make reproduce PROFILE=cpu DATA=/path DEVICE=cuda
+PROFILE ?= smoke
+DATA ?=
+DEVICE ?= auto
+
+# Tests use $G2D_DATA when set, else ../shared/data when it exists (the development copy), else no data:
+# tests that need real data then skip with a message.
+ifeq ($(origin G2D_DATA),undefined)
+TEST_DATA := $(if $(wildcard ../shared/data/.),$(abspath ../shared/data),)
+else
+TEST_DATA := $(G2D_DATA)
+endif
+
+.PHONY: help install test sync nbtest pytest reproduce lab bench export clean
+
+help:
+	@echo "make test        create .venv if missing, install, check export sync, nbdev_test, pytest"
+	@echo "make reproduce   papermill batch (PROFILE=smoke|cpu|gpu DATA=/path DEVICE=auto|cpu|cuda)"
+	@echo "make lab         JupyterLab on the notebooks"
+	@echo "make bench       benchmarks"
+	@echo "make export      nbdev_export + nbdev_clean after editing notebooks"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+# Reinstall when the package metadata changes.
+$(VENV)/.g2d-installed: $(PY) settings.ini setup.py pyproject.toml
+	$(PY) -m pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.g2d-installed
+
+# g2d/ must equal a fresh nbdev_export of nbs/, and the notebooks must be clean.
+sync: install
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_sync.py
+
+nbtest: install
+	@echo "data root for tests: $(if $(TEST_DATA),$(TEST_DATA),none (tests that need real data skip))"
+	G2D_DATA="$(TEST_DATA)" $(BIN)/nbdev_test --path nbs --n_workers 2 --timing
+
+pytest: install
+	G2D_DATA="$(TEST_DATA)" $(PY) -m pytest -ra
+
+test: sync nbtest pytest
+
+reproduce: install
+	$(BIN)/g2d reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)") --device $(DEVICE)
+
+lab: install
+	$(BIN)/jupyter lab nbs
+
+bench: install
+	G2D_DATA="$(TEST_DATA)" $(PY) benchmarks/run.py
+
+export: install
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+clean:
+	rm -rf runs build dist *.egg-info .pytest_cache

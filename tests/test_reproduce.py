@@ -1,0 +1,35 @@
+"""`make reproduce`'s batch on the real experiment notebooks, smoke profile: it completes and writes a manifest."""
+import json
+import subprocess
+
+from conftest import REPO, g2d_command
+
+
+def test_smoke_batch_runs_every_experiment_and_writes_a_manifest(tmp_path):
+    figures, runs = tmp_path / "figures", tmp_path / "runs"
+    done = subprocess.run(g2d_command() + ["reproduce", "--profile", "smoke", "--figures", str(figures),
+                                           "--runs", str(runs), "--json"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-4000:]
+    manifest = json.loads((figures / "smoke" / "manifest.json").read_text())
+    experiments = sorted(p.name for p in (REPO / "nbs" / "experiments").glob("*.ipynb") if not p.name.startswith("_"))
+    assert sorted(manifest["config"]["notebooks"]) == experiments
+    assert all(v["status"] == "ok" for v in manifest["config"]["notebooks"].values())
+    assert all((runs / "smoke" / name).exists() for name in experiments)
+    assert manifest["git"]["commit"] is None or len(manifest["git"]["commit"]) == 40
+    assert manifest["packages"]["torch"] and set(manifest["timings"]) == {n[:-6] for n in experiments}
+    assert "environment.json" in manifest["outputs"]
+
+
+def test_cpu_batch_records_the_data_fingerprint(tmp_path, real_data_root):
+    figures = tmp_path / "figures"
+    done = subprocess.run(g2d_command() + ["reproduce", "--profile", "cpu", "--data", str(real_data_root),
+                                           "--only", "00_environment", "--figures", str(figures),
+                                           "--runs", str(tmp_path / "runs")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    manifest = json.loads((figures / "cpu" / "manifest.json").read_text())
+    lfw = manifest["data"]["datasets"]["lfw"]
+    assert lfw["files"] >= 13233 and len(lfw["sha256_paths_sizes"]) == 64
+    environment = json.loads((figures / "cpu" / "environment.json").read_text())
+    assert environment["profile"]["name"] == "cpu" and environment["datasets"]["lfw"]
