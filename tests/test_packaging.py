@@ -72,7 +72,8 @@ def test_import_needs_no_notebook_tooling():
 
 def test_environment_yml_matches_settings_ini():
     declared = settings()["requirements"].split() + settings()["dev_requirements"].split()
-    listed = re.findall(r"^\s+- (\S+)$", (REPO / "environment.yml").read_text(), re.MULTILINE)
+    pip_section = (REPO / "environment.yml").read_text().split("  - pip:\n", 1)[1]
+    listed = re.findall(r"^      - (\S+)$", pip_section, re.MULTILINE)
     listed = [item for item in listed if item not in ("pip", "-e") and not item.startswith(("python=", "."))]
     assert sorted(listed) == sorted(declared)
 
