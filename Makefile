@@ -35,7 +35,7 @@ $(PY):
 
 # Reinstall when the package metadata changes.
 $(VENV)/.g2d-installed: $(PY) settings.ini setup.py pyproject.toml
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.g2d-installed
