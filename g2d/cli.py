@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("versions, device, data root and the datasets found there", "g2d.cli:configure_info"),
     "reproduce": ("run the papermill batch that regenerates the paper's tables and figures",
                   "g2d.reproduce:configure_cli"),
+    "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
 }
 
 
