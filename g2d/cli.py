@@ -17,6 +17,7 @@ __all__ = ['SUBCOMMANDS', 'load_configure', 'print_result', 'configure_info', 'm
 # %% ../nbs/90_cli.ipynb #30778e03
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("versions, device, data root and the datasets found there", "g2d.cli:configure_info"),
+    "data": ("check the datasets under the data root (g2d data check)", "g2d.datasets:configure_cli"),
     "reproduce": ("run the papermill batch that regenerates the paper's tables and figures",
                   "g2d.reproduce:configure_cli"),
     "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
