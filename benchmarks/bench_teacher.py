@@ -57,28 +57,34 @@ def _timed(run) -> float:
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", type=int, default=64, help="number of chips (default 64)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch CPU thread counts to try (default: 1 and torch's default)")
     args = parser.parse_args(argv)
+    thread_counts = args.threads or sorted({1, torch.get_num_threads()})
     import dlib
 
     chips, source = benchmark_chips(args.faces)
     recognizer = dlib.face_recognition_model_v1(str(dlib_model_file("recognizer")))
     teacher = DlibResNetTeacher()
-    rows = [dict(model="dlib compute_face_descriptor", device="cpu", batch=1,
+    rows = [dict(model="dlib compute_face_descriptor", device="cpu", threads=1, batch=1,
                  faces_per_s=faces_per_second(lambda: [recognizer.compute_face_descriptor(c) for c in chips], len(chips)))]
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    for device in devices:
+    settings = [(torch.device("cpu"), n) for n in thread_counts]
+    if torch.cuda.is_available():
+        settings.append((torch.device("cuda"), max(thread_counts)))
+    for device, threads in settings:
+        torch.set_num_threads(threads)
         teacher.to(device)
         for batch in (1, 16, 64):
             def run():
                 out = teacher.embed(chips, batch_size=batch)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
-            rows.append(dict(model="g2d DlibResNetTeacher (port)", device=str(device), batch=batch,
+            rows.append(dict(model="g2d DlibResNetTeacher (port)", device=str(device), threads=threads, batch=batch,
                              faces_per_s=faces_per_second(run, len(chips))))
     base = rows[0]["faces_per_s"]
     for row in rows:
         row["vs_dlib"] = row["faces_per_s"] / base
-    print(f"teacher throughput on {len(chips)} {source}, torch threads {torch.get_num_threads()}")
+    print(f"teacher throughput on {len(chips)} {source}")
     print(tabulate(rows, headers="keys", floatfmt=".2f"))
     return rows
 
