@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from .align import five_points_from_68  # one definition of the key points, shared with the aligner
 from .core import ConfigError, canonical_five_points
 from .pairs import ImageRef, VerificationPair
 
 # %% auto #0
-__all__ = ['LANDMARK_GROUPS', 'HAIR_STYLES', 'five_points_from_68', 'FaceIdentity', 'ImageVariation', 'face_geometry',
-           'render_face', 'SyntheticFaces']
+__all__ = ['LANDMARK_GROUPS', 'HAIR_STYLES', 'FaceIdentity', 'ImageVariation', 'face_geometry', 'render_face', 'SyntheticFaces']
 
 # %% ../nbs/03_synthetic.ipynb #b870da7c
 LANDMARK_GROUPS: dict[str, range] = {
@@ -26,13 +26,6 @@ LANDMARK_GROUPS: dict[str, range] = {
     "outer_lips": range(48, 60), "inner_lips": range(60, 68),
 }
 
-
-def five_points_from_68(landmarks: np.ndarray) -> np.ndarray:
-    "The template's five points from 68 landmarks: right eye centre, left eye centre, nose tip, right and left mouth corners."
-    landmarks = np.asarray(landmarks, dtype=np.float32)
-    if landmarks.shape != (68, 2):
-        raise ValueError(f"expected 68 (x, y) landmarks, got an array of shape {landmarks.shape}")
-    return np.stack([landmarks[36:42].mean(0), landmarks[42:48].mean(0), landmarks[30], landmarks[48], landmarks[54]])
 
 # %% ../nbs/03_synthetic.ipynb #aee730a5
 _SKIN_TONES = np.array([[241, 210, 190], [226, 183, 152], [198, 145, 108], [160, 108, 75], [112, 74, 52], [82, 55, 40]], np.float32)
