@@ -4,7 +4,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from g2d.align import AlignConfig, FaceAligner, load_rgb, lfw_image_files
+from g2d.align import AlignConfig, FaceAligner, load_rgb
+from g2d.datasets import dataset_image_files
 from g2d.facecache import build_face_cache
 
 SAMPLE = 160  # LFW images per build
@@ -20,7 +21,7 @@ def _build_rate(items, config, workers):
 
 
 def main():
-    files = lfw_image_files()
+    files = dataset_image_files("lfw")
     if not files:
         print("align throughput: skipped: no LFW under the data root (set G2D_DATA)")
         return

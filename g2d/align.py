@@ -18,8 +18,8 @@ from .core import ConfigError, G2DError, StageConfig, canonical_five_points, dli
 __all__ = ['RIGHT_EYE_POINTS', 'LEFT_EYE_POINTS', 'NOSE_TIP_POINT', 'RIGHT_MOUTH_POINT', 'LEFT_MOUTH_POINT', 'FACE_BOXES',
            'DETECTION_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'OCCLUDER_POINTS', 'UnreadableImageError',
            'load_rgb', 'as_rgb', 'five_points_from_68', 'similarity_transform', 'apply_affine', 'AlignConfig',
-           'AlignedFace', 'FaceAligner', 'lfw_image_files', 'celeba_image_files', 'show_aligned',
-           'draw_lower_face_occluder', 'landmark_error', 'evaluate_occlusion', 'summarize_occlusion']
+           'AlignedFace', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder', 'landmark_error',
+           'evaluate_occlusion', 'summarize_occlusion']
 
 # %% ../nbs/02b_align.ipynb #619a7e2d
 class UnreadableImageError(G2DError, OSError):
@@ -266,28 +266,6 @@ class FaceAligner:
         if self.config.fallback == "center":
             return self.center_crop(image, tried=tuple(tried))
         return AlignedFace(None, None, None, "none", tried=tuple(tried))
-
-# %% ../nbs/02b_align.ipynb #84ececed
-def lfw_image_files(root: str | os.PathLike | None = None) -> list[Path]:
-    "LFW's image files under the data root (`lfw/<Name>/<Name>_NNNN.jpg`), sorted; empty when LFW is absent."
-    from g2d.core import DataRootError, find_datasets
-
-    try:
-        folder = find_datasets(root).get("lfw")
-    except DataRootError:
-        return []
-    return sorted(folder.glob("*/*.jpg")) if folder else []
-
-
-def celeba_image_files(root: str | os.PathLike | None = None) -> list[Path]:
-    "CelebA's aligned image files under the data root (`celeba/img_align_celeba/*.jpg`), sorted; empty when absent."
-    from g2d.core import DataRootError, find_datasets
-
-    try:
-        folder = find_datasets(root).get("celeba")
-    except DataRootError:
-        return []
-    return sorted((folder / "img_align_celeba").glob("*.jpg")) if folder else []
 
 # %% ../nbs/02b_align.ipynb #179dfaa6
 def show_aligned(faces: Sequence[AlignedFace], columns: int = 8, titles: Sequence[str] | None = None,

@@ -21,8 +21,8 @@ from .pairs import ImageRef, PairsFormatError, VerificationPair, find_pairs_file
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'DATASET_READERS', 'ImageReadError', 'AnnotationFormatError', 'read_image',
            'MissingPairImagesError', 'FaceDataset', 'write_example_layout', 'CelebA', 'LFW', 'MFR2', 'RMFD', 'MLFW',
-           'CPLFW', 'dataset_reader', 'open_dataset', 'face_datasets_found', 'check_dataset', 'check_data_root',
-           'configure_cli']
+           'CPLFW', 'dataset_reader', 'open_dataset', 'face_datasets_found', 'dataset_image_files', 'check_dataset',
+           'check_data_root', 'configure_cli']
 
 # %% ../nbs/02_datasets.ipynb #038c5b5f
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -558,6 +558,16 @@ def face_datasets_found(root: str | os.PathLike | None = None) -> list[str]:
     "The names of the face datasets (readers with a data folder) present under the data root."
     present = find_datasets(root)
     return [name for name in DATASET_READERS if name in DATASET_FOLDERS and present.get(name)]
+
+# %% ../nbs/02_datasets.ipynb #9636f8ac
+def dataset_image_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    "The image files of dataset `name`, as its reader lists them, sorted; empty when the data root or the dataset is absent."
+    try:
+        if name not in face_datasets_found(root):
+            return []
+    except DataRootError:
+        return []
+    return sorted(Path(path) for path, _ in open_dataset(name, root).samples)
 
 # %% ../nbs/02_datasets.ipynb #a314b27e
 _SIGNATURES: tuple[bytes, ...] = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"RIFF")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from g2d.align import (AlignConfig, FaceAligner, UnreadableImageError, apply_affine, draw_lower_face_occluder,
-                       five_points_from_68, lfw_image_files, similarity_transform)
+                       five_points_from_68, similarity_transform)
+from g2d.datasets import dataset_image_files
 from g2d.core import ConfigError, G2DError, canonical_five_points
 from g2d.facecache import (SHARD_ARRAYS, FaceCache, FaceCacheDataset, FaceCacheError, build_face_cache)
 
@@ -60,7 +61,7 @@ def test_similarity_transform_rejects_degenerate_points():
 
 
 def test_real_faces_land_on_template(real_data_root):
-    files = lfw_image_files(real_data_root)
+    files = dataset_image_files("lfw", real_data_root)
     if not files:
         pytest.skip("needs LFW under the data root")
     aligner = FaceAligner(AlignConfig(size=112))
