@@ -23,12 +23,13 @@ from typing import Any, ClassVar, Iterable, Iterator
 import numpy as np
 
 # %% auto #0
-__all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES',
-           'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError', 'ConfigError', 'check_profile_name',
-           'StageConfig', 'RunProfile', 'DataRootError', 'data_root', 'find_datasets', 'seed_everything', 'seed_worker',
-           'pick_device', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save',
-           'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
-           'machine_info', 'canonical_five_points', 'dlib_model_file', 'environment_report']
+__all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
+           'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
+           'ConfigError', 'check_profile_name', 'StageConfig', 'RunProfile', 'DataRootError', 'data_root',
+           'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'pick_device', 'atomic_write',
+           'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'fingerprint_files', 'fingerprint_tree',
+           'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
+           'dlib_model_file', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -145,6 +146,26 @@ def find_datasets(root: str | os.PathLike | None = None) -> dict[str, Path | Non
     base = data_root(root)
     return {name: (base / folder if (base / folder).is_dir() else None)
             for name, folder in DATASET_FOLDERS.items()}
+
+# %% ../nbs/00_core.ipynb #a862507c
+CACHE_ENV_VAR = "G2D_CACHE"
+DEFAULT_CACHE_ROOT = Path("runs") / "cache"
+
+
+def cache_root(root: str | os.PathLike | None = None, create: bool = True) -> Path:
+    "The cache root: `root` if given, else `$G2D_CACHE`, else `./runs/cache`; created unless `create=False`."
+    if root is not None and str(root) != "":
+        path = Path(root)
+    elif os.environ.get(CACHE_ENV_VAR):
+        path = Path(os.environ[CACHE_ENV_VAR])
+    else:
+        path = DEFAULT_CACHE_ROOT
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise G2DError(f"cache root {path} exists and is not a directory")
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 # %% ../nbs/00_core.ipynb #ce37249b
 def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:

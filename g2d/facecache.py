@@ -22,7 +22,8 @@ from .core import G2DError, atomic_write_json
 
 # %% auto #0
 __all__ = ['FACE_CACHE_FORMAT', 'CACHE_STATUSES', 'SHARD_ARRAYS', 'INDEX_FILE', 'PLAN_FILE', 'FaceCacheError',
-           'fingerprint_items', 'build_face_cache', 'CachedFace', 'FaceCache', 'FaceCacheDataset', 'face_cache_dir']
+           'fingerprint_items', 'build_face_cache', 'CachedFace', 'FaceCache', 'FaceCacheDataset', 'face_cache_dir',
+           'dataset_align_config', 'dataset_face_cache']
 
 # %% ../nbs/02c_facecache.ipynb #6e595f99
 FACE_CACHE_FORMAT = 1
@@ -368,3 +369,27 @@ def face_cache_dir(cache_root: str | os.PathLike, dataset: str, config: AlignCon
     "The folder of `dataset`'s cache under `cache_root` for `config`: `<dataset>-<size>px-<config hash>`."
     digest = hashlib.sha256(json.dumps(config.to_params(), sort_keys=True).encode()).hexdigest()[:10]
     return Path(cache_root) / f"{dataset}-{config.size}px-{digest}"
+
+# %% ../nbs/02c_facecache.ipynb #8263a8ff
+def dataset_align_config(dataset: str, profile: str = "cpu", **overrides) -> AlignConfig:
+    "The `AlignConfig` of `profile` for `dataset`'s images (its face box from `FACE_BOXES` where measured)."
+    from g2d.align import FACE_BOXES
+
+    extra = {"face_box": FACE_BOXES[dataset]} if dataset in FACE_BOXES else {}
+    return AlignConfig.from_profile(profile, **{**extra, **overrides})
+
+
+def dataset_face_cache(dataset: str, root: str | os.PathLike | None = None, config: AlignConfig | None = None,
+                       cache_dir: str | os.PathLike | None = None, workers: int = 2, verify: bool = False,
+                       progress: bool = True) -> "FaceCache":
+    """The aligned-face cache of `dataset` under the data root `root` (default: `dataset_align_config(dataset)`),
+    under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial."""
+    from g2d.core import cache_root
+    from g2d.datasets import open_dataset
+
+    config = config or dataset_align_config(dataset)
+    out_dir = face_cache_dir(cache_root(cache_dir), dataset, config)
+    if (out_dir / INDEX_FILE).is_file() and not verify:
+        return FaceCache(out_dir)
+    samples = [(str(path), identity) for path, identity in open_dataset(dataset, root).samples]
+    return build_face_cache(samples, out_dir, config, workers=workers, on_unreadable="skip", progress=progress)
