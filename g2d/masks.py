@@ -835,9 +835,14 @@ def mask_statistics(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray
     for i in tqdm(range(len(images)), desc="masking", disable=not progress):
         for kind in kinds:
             spec = random_mask_spec(np.random.default_rng([seed, i, MASK_KINDS.index(kind)]), (kind,), templates)
-            masked = apply_mask(images[i], landmarks[i], spec, templates, config)
-            row = {"face": i, "kind": kind, "template": masked.template, "coverage": masked.coverage,
-                   "image_coverage": masked.image_coverage, "iou": math.nan, "iou_no_landmarks": math.nan}
+            row = {"face": i, "kind": kind, "template": spec.template, "coverage": math.nan, "image_coverage": math.nan,
+                   "iou": math.nan, "iou_no_landmarks": math.nan, "error": None}
+            try:
+                masked = apply_mask(images[i], landmarks[i], spec, templates, config)
+            except MaskGeometryError as error:  # counted, not fatal: a face whose landmarks cannot carry a mask
+                rows.append({**row, "error": str(error)})
+                continue
+            row.update(template=masked.template, coverage=masked.coverage, image_coverage=masked.image_coverage)
             if i < segment:
                 row["iou"] = occlusion_iou(segment_occlusion(masked.image, landmarks[i], config), masked.occlusion)
                 row["iou_no_landmarks"] = occlusion_iou(segment_occlusion(masked.image, None, config), masked.occlusion)
@@ -846,12 +851,13 @@ def mask_statistics(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray
 
 
 def summarize_statistics(table: "pd.DataFrame") -> "pd.DataFrame":
-    "Per kind (and all): faces, coverage mean and 5/25/50/75/95 % quantiles, image coverage mean, mean IoUs."
+    "Per kind (and all): faces masked, failed, coverage mean and 5/25/50/75/95 % quantiles, image coverage mean, mean IoUs."
     import pandas as pd
 
     def summary(group):
         c = group["coverage"]
-        return pd.Series({"faces": len(group), "coverage_mean": c.mean(), **{f"q{int(q * 100):02d}": c.quantile(q) for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+        failed = int(group["error"].notna().sum())
+        return pd.Series({"faces": len(group) - failed, "failed": failed, "coverage_mean": c.mean(), **{f"q{int(q * 100):02d}": c.quantile(q) for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
                           "image_coverage_mean": group["image_coverage"].mean(), "iou": group["iou"].mean(),
                           "iou_no_landmarks": group["iou_no_landmarks"].mean(), "segmented": int(group["iou"].notna().sum())})
     per_kind = {kind: summary(group) for kind, group in table.groupby("kind", sort=False)}
