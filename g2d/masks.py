@@ -23,11 +23,11 @@ from .core import ConfigError, G2DError, StageConfig, atomic_write_json
 # %% auto #0
 __all__ = ['MASK_KINDS', 'JAW_POINTS', 'NOSE_BRIDGE', 'RIGHT_EYE', 'LEFT_EYE', 'LOWER_LIP_POINT', 'CHIN_POINT', 'NOSE_TIP',
            'ANCHOR_KEYS', 'VARIANT_SUFFIXES', 'IMAGE_SUFFIXES', 'BUILTIN_PATTERNS', 'MASK_COLOURS', 'BUILTIN_ASPECT',
-           'BUILTIN_ANCHORS', 'LOWER_FACE_POINTS', 'UPPER_FACE_POINTS', 'PROTOCOL_FORMAT', 'FLIP_68', 'MaskError',
-           'MaskGeometryError', 'MaskTemplateError', 'MaskConfig', 'check_landmarks68', 'mask_anchors', 'estimate_yaw',
-           'kind_of_template', 'MaskTemplate', 'MaskTemplates', 'write_test_templates', 'MaskSpec', 'random_mask_spec',
-           'draw_builtin_mask', 'MaskedFace', 'face_region', 'apply_mask', 'segment_occlusion', 'occlusion_iou',
-           'MaskProtocol', 'RandomMasker', 'flip_landmarks68', 'FlipTranslate', 'mask_statistics',
+           'BUILTIN_SPREAD', 'BUILTIN_ANCHORS', 'LOWER_FACE_POINTS', 'UPPER_FACE_POINTS', 'PROTOCOL_FORMAT', 'FLIP_68',
+           'MaskError', 'MaskGeometryError', 'MaskTemplateError', 'MaskConfig', 'check_landmarks68', 'mask_anchors',
+           'estimate_yaw', 'kind_of_template', 'MaskTemplate', 'MaskTemplates', 'write_test_templates', 'MaskSpec',
+           'random_mask_spec', 'draw_builtin_mask', 'MaskedFace', 'face_region', 'apply_mask', 'segment_occlusion',
+           'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'flip_landmarks68', 'FlipTranslate', 'mask_statistics',
            'summarize_statistics', 'mask_figure', 'mask_folder', 'configure_cli']
 
 # %% ../nbs/03b_masks.ipynb #4e491610
@@ -386,7 +386,11 @@ def random_mask_spec(rng: np.random.Generator, kinds: Sequence[str] = MASK_KINDS
 # %% ../nbs/03b_masks.ipynb #f74dd047
 #: The built-in frame: (width, height) = (w, BUILTIN_ASPECT * w); anchors a..f as fractions of it.
 BUILTIN_ASPECT = 0.85
-BUILTIN_ANCHORS = np.array([[0.10, 0.26], [0.50, 0.08], [0.90, 0.26], [0.12, 0.70], [0.50, 0.92], [0.88, 0.70]])
+#: The shapes are drawn around `_BODY_ANCHORS`; the homography uses `BUILTIN_ANCHORS`, spread 12 % further out,
+#: so that built-in masks cover about as much of a face as MaskTheFace's templates (measured below).
+_BODY_ANCHORS = np.array([[0.10, 0.26], [0.50, 0.08], [0.90, 0.26], [0.12, 0.70], [0.50, 0.92], [0.88, 0.70]])
+BUILTIN_SPREAD = 1.12
+BUILTIN_ANCHORS = 0.5 + BUILTIN_SPREAD * (_BODY_ANCHORS - 0.5)
 
 
 def _smooth_closed(points: np.ndarray, samples: int = 12) -> np.ndarray:
@@ -406,7 +410,7 @@ def _shade(colour, factor) -> tuple[int, int, int]:
 
 def _outline(kind: str, rng: np.random.Generator) -> list[np.ndarray]:
     "The filled shapes of a built-in mask, in frame fractions (a list of polygons)."
-    a, b, c, d, e, f = BUILTIN_ANCHORS
+    a, b, c, d, e, f = _BODY_ANCHORS
     if kind == "surgical":
         body = [a + (-0.03, 0.0), (0.3, 0.1), b + (0, -0.01), (0.7, 0.1), c + (0.03, 0), f + (0.03, 0.04), (0.72, 0.86),
                 e + (0, 0.01), (0.28, 0.86), d + (-0.03, 0.04)]
@@ -455,7 +459,7 @@ def draw_builtin_mask(spec: MaskSpec, width: int = 240) -> tuple[np.ndarray, np.
             cv2.fillPoly(rgb, [px([(x0, 0.24), (x0 + 0.06, 0.24), (x0 + 0.06, 0.74), (x0, 0.74)])], darker, cv2.LINE_AA, shift=4)
         cv2.polylines(rgb, [px([(0.1, 0.15), (0.5, 0.04), (0.9, 0.15)])], False, lighter, line, cv2.LINE_AA, shift=4)
     elif spec.kind == "kn95":
-        cv2.polylines(rgb, [px([BUILTIN_ANCHORS[1], (0.5, 0.5), BUILTIN_ANCHORS[4]])], False, darker, line, cv2.LINE_AA, shift=4)
+        cv2.polylines(rgb, [px([_BODY_ANCHORS[1], (0.5, 0.5), _BODY_ANCHORS[4]])], False, darker, line, cv2.LINE_AA, shift=4)
         cv2.polylines(rgb, [px(_outline("kn95", rng)[0])], True, darker, line, cv2.LINE_AA, shift=4)
     elif spec.kind == "n95":
         cv2.polylines(rgb, [px([(0.12, 0.45), (0.5, 0.35), (0.88, 0.45)])], False, darker, line, cv2.LINE_AA, shift=4)
@@ -490,11 +494,16 @@ def draw_builtin_mask(spec: MaskSpec, width: int = 240) -> tuple[np.ndarray, np.
         cv2.circle(rgb, centre, int(0.08 * width * 16), _shade(colour, 1.35), -1, cv2.LINE_AA, shift=4)
         cv2.polylines(rgb, [px([(0.3, 0.2), (0.5, 0.12), (0.7, 0.2)])], False, lighter, line, cv2.LINE_AA, shift=4)
     # soft shading: lighter in the middle, darker at the sides and bottom, plus faint seeded noise
-    yy, xx = np.mgrid[0:1:complex(0, height), 0:1:complex(0, width)]
-    shading = 1.05 - 0.5 * (xx - 0.5) ** 2 - 0.12 * yy
-    shading = shading + rng.normal(0, 0.015, shading.shape)
-    rgb = np.clip(rgb * shading[..., None], 0, 255).astype(np.uint8)
+    noise = cv2.resize(rng.normal(0, 0.015, (height // 8 + 2, width // 8 + 2)).astype(np.float32), (width, height))
+    rgb = np.clip(rgb * (_shading(width, height) + noise)[..., None], 0, 255).astype(np.uint8)
     return np.dstack([rgb, alpha]), BUILTIN_ANCHORS * scale
+
+
+@lru_cache(maxsize=16)
+def _shading(width: int, height: int) -> np.ndarray:
+    "Soft shading of the built-in masks: lighter in the middle, darker at the sides and bottom (float32 HxW)."
+    yy, xx = np.mgrid[0:1:complex(0, height), 0:1:complex(0, width)]
+    return (1.05 - 0.5 * (xx - 0.5) ** 2 - 0.12 * yy).astype(np.float32)
 
 # %% ../nbs/03b_masks.ipynb #99147cf4
 @dataclass
@@ -565,7 +574,7 @@ def apply_mask(image, landmarks68, spec: MaskSpec, templates: MaskTemplates | No
         source = template.anchors * level_scale
     else:
         name = f"builtin:{spec.kind}"
-        drawn_width = int(np.clip(round(2.2 * face_width / 0.8), 64, config.builtin_width))
+        drawn_width = int(np.clip(round(1.6 * face_width / 0.8), 64, config.builtin_width))
         rgba, source = draw_builtin_mask(spec, drawn_width)
     matrix = _fit_homography(source, anchors)
     th, tw = rgba.shape[:2]
