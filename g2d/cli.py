@@ -21,6 +21,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("run the papermill batch that regenerates the paper's tables and figures",
                   "g2d.reproduce:configure_cli"),
     "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
+    "evaluate": ("verify a model (teacher, checkpoint) on a pairs dataset in UMR-UMP / UMR-MP / MR-MP",
+                 "g2d.evaluate:configure_cli"),
 }
 
 
