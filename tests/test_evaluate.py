@@ -113,6 +113,20 @@ def test_missing_root_is_an_error_exit_1(tmp_path):
     assert done.returncode == 1 and "is not a directory" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_detector_cascade_option(example_root, fake_model):
+    from g2d.evaluate import EvaluateConfig
+    assert EvaluateConfig.from_profile("cpu").detectors == ("hog", "mmod", "box")
+    assert EvaluateConfig.from_profile("smoke").detectors is None
+    code, out = run_cli("--model", "fake-test-model", "--dataset", "lfw", "--root", str(example_root / "data"),
+                        "--cache", str(example_root / "cache"), "--no-progress", "--json", "--detectors", "hog", "box")
+    report = json.loads(out)
+    assert code == 0 and report["detectors"] == ["hog", "box"] and report["counts"]["face_cache_statuses"] == {"box": 8}
+    code, out = run_cli("--model", "fake-test-model", "--dataset", "lfw", "--root", str(example_root / "data"),
+                        "--cache", str(example_root / "cache"), "--no-progress", "--json", "--profile", "smoke",
+                        "--detectors", "profile")
+    assert code == 0 and json.loads(out)["detectors"] == ["hog"]
+
+
 def test_setting_names():
     assert normalize_settings("umr-mp") == ("UMR-MP",)
     assert normalize_settings(["mr-mp", "UMR-UMP"]) == ("UMR-UMP", "MR-MP")
