@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                   "g2d.reproduce:configure_cli"),
     "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
     "mask": ("mask every face image of a folder: masked crops, occlusion maps, protocol", "g2d.masks:configure_cli"),
+    "evaluate": ("verify a model (teacher, checkpoint) on a pairs dataset in UMR-UMP / UMR-MP / MR-MP",
+                 "g2d.evaluate:configure_cli"),
 }
 
 
