@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("run the papermill batch that regenerates the paper's tables and figures",
                   "g2d.reproduce:configure_cli"),
     "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
+    "inpainting": ("train or evaluate the generative encoder (inpainter), a profile", "g2d.inpainting_training:configure_cli"),
 }
 
 
