@@ -238,3 +238,14 @@ def test_cpu_profile_faces_are_celeba_split_by_identity(real_data_root):
     train, held = load_faces(InpaintingConfig.from_profile("cpu"))
     assert train.images.shape[1:] == (64, 64, 3) and len(held) > 100
     assert not set(train.labels) & set(held.labels)
+
+
+def test_iterative_completion_in_one_pass_is_argmax(batch):
+    x, m = batch
+    prior = AppearancePrior(16, 8, 16, 1, 2)
+    prior.palette.fit(x.permute(0, 2, 3, 1).numpy(), seed=0)
+    assert torch.equal(prior.complete_iteratively(x, m, tokens_per_step=64), prior.complete(x, m, "argmax"))
+    slow = prior.complete_iteratively(x, m, tokens_per_step=1)
+    tokens, token_mask = prior.tokenise(x, m)
+    known = ~token_mask[:, None].expand_as(slow)
+    assert torch.equal(slow[known], prior.palette.decode(tokens)[known])
