@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mask": ("mask every face image of a folder: masked crops, occlusion maps, protocol", "g2d.masks:configure_cli"),
     "evaluate": ("verify a model (teacher, checkpoint) on a pairs dataset in UMR-UMP / UMR-MP / MR-MP",
                  "g2d.evaluate:configure_cli"),
+    "inpainting": ("train or evaluate the generative encoder (inpainter), a profile", "g2d.inpainting_training:configure_cli"),
 }
 
 
