@@ -73,7 +73,7 @@ class BaselineConfig(StageConfig):
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(profile="smoke"),
-        "cpu": dict(profile="cpu", dataset="celeba", n_identities=None, width=16, steps=1500, finetune_steps=500,
+        "cpu": dict(profile="cpu", dataset="celeba", n_identities=None, width=16, steps=1200, finetune_steps=400,
                     batch_size=64, progress=True),
         "gpu": dict(profile="gpu", dataset="celeba", n_identities=None, image_size=112, width=64, blocks=(2, 2, 2, 2),
                     embedding_dim=512, scale=64.0, margin=0.5, steps=20_000, finetune_steps=5_000, batch_size=128,
@@ -178,6 +178,8 @@ def _dense_labels(labels: np.ndarray) -> np.ndarray:
 def training_faces(cfg: BaselineConfig) -> LandmarkedFaces:
     "The training faces of `cfg` (see above)."
     if cfg.dataset == "synthetic":
+        from g2d.synthetic import SyntheticFaces
+
         faces = SyntheticFaces(n_identities=cfg.n_identities or 16, images_per_identity=cfg.images_per_identity,
                                size=cfg.image_size, seed=cfg.seed)
         return LandmarkedFaces(lambda i: faces.render(i)[0], faces.landmarks68, np.array(faces.targets), repr(faces))
@@ -422,4 +424,5 @@ def train_recognizer(cfg: BaselineConfig, input: str = "clean", inpainter: Calla
               folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
     model.eval()
     model.training_log = log
+    model.head_state = head.state_dict()  # the trained class weights (MaskInv starts its head from them)
     return model
