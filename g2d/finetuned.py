@@ -104,8 +104,9 @@ class UnmaskingEmbedder(nn.Module):
 SRT_FIELDS = RECOGNIZER_FIELDS + ("finetune_steps", "finetune_lr", "srt_margin", "unmasking_layers")
 
 
-def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None) -> UnmaskingEmbedder:
-    "Train an embedding-unmasking module with the SRT loss on top of the frozen `recognizer` (see above)."
+def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None, name: str = "srt") -> UnmaskingEmbedder:
+    """Train an embedding-unmasking module with the SRT loss on top of the frozen `recognizer` (see above); `name`
+    (with the config hash) names its checkpoint folder, so give each recognizer its own."""
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     recognizer = recognizer.to(device).eval()
@@ -129,12 +130,12 @@ def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None) -> Unmaski
         schedule.step()
         return {"loss": loss.item(), **parts}
 
-    folder = run_folder(cfg, "srt", SRT_FIELDS)
+    folder = run_folder(cfg, name, SRT_FIELDS)
     unmasking.train()
     log = fit(step_fn, masked_face_batches(cfg, faces), cfg.finetune_steps,
               {"unmasking": unmasking, "optimizer": optimizer, "schedule": schedule},
               Checkpointer(folder) if folder else None, cfg.checkpoint_every,
-              folder / "log.jsonl" if folder else None, desc="srt", progress=cfg.progress)
+              folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
     model = UnmaskingEmbedder(recognizer, unmasking.eval())
     model.training_log = log
     return model
@@ -163,7 +164,7 @@ class MaskInvEmbedder(nn.Module):
 MASKINV_FIELDS = RECOGNIZER_FIELDS + ("finetune_steps", "finetune_lr", "maskinv_weight", "student_init")
 
 
-def train_maskinv(cfg: BaselineConfig, teacher: ResNetRecognizer, faces=None) -> MaskInvEmbedder:
+def train_maskinv(cfg: BaselineConfig, teacher: ResNetRecognizer, faces=None, name: str = "maskinv") -> MaskInvEmbedder:
     "Distil `teacher` (frozen, fed unmasked faces) into a student fed masked or unmasked faces (see above)."
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
@@ -197,12 +198,12 @@ def train_maskinv(cfg: BaselineConfig, teacher: ResNetRecognizer, faces=None) ->
         schedule.step()
         return {"loss": loss.item(), **parts}
 
-    folder = run_folder(cfg, "maskinv", MASKINV_FIELDS)
+    folder = run_folder(cfg, name, MASKINV_FIELDS)
     student.train()
     log = fit(step_fn, masked_face_batches(cfg, faces), cfg.finetune_steps,
               {"student": student, "head": head, "optimizer": optimizer, "schedule": schedule},
               Checkpointer(folder) if folder else None, cfg.checkpoint_every,
-              folder / "log.jsonl" if folder else None, desc="maskinv", progress=cfg.progress)
+              folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
     model = MaskInvEmbedder(student.eval())
     model.training_log = log
     return model

@@ -278,6 +278,9 @@ class ResNetRecognizer(nn.Module):
         return cls(cfg.width, cfg.blocks, cfg.embedding_dim, cfg.image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a channels-last input (e.g. an H x W x 3 array permuted) crashes the backward pass of this network with a
+        # segmentation fault in torch 2.14 on the CPU (seen with OpenCV-inpainted batches): make it contiguous
+        x = x.contiguous()
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return self.output(self.stages(self.stem((x - 0.5) / 0.5)))
