@@ -13,8 +13,7 @@ from torch import nn
 
 from .core import ConfigError, G2DError, pick_device, seed_everything
 from .recognizers import (RECOGNIZER_FIELDS, BaselineConfig, ResNetRecognizer, build_head, choose_masked,
-                             masked_face_batches, run_folder, step_schedule, training_faces)
-from .training import Checkpointer, fit
+                             fit_in_run_folder, step_schedule, training_faces)
 
 # %% auto #0
 __all__ = ['SRT_FIELDS', 'MASKINV_FIELDS', 'EmbeddingUnmasking', 'triplet_loss', 'self_restrained_triplet_loss',
@@ -130,12 +129,9 @@ def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None, name: str 
         schedule.step()
         return {"loss": loss.item(), **parts}
 
-    folder = run_folder(cfg, name, SRT_FIELDS)
     unmasking.train()
-    log = fit(step_fn, masked_face_batches(cfg, faces), cfg.finetune_steps,
-              {"unmasking": unmasking, "optimizer": optimizer, "schedule": schedule},
-              Checkpointer(folder) if folder else None, cfg.checkpoint_every,
-              folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
+    log = fit_in_run_folder(cfg, name, SRT_FIELDS, step_fn, cfg.finetune_steps,
+                            {"unmasking": unmasking, "optimizer": optimizer, "schedule": schedule}, faces)
     model = UnmaskingEmbedder(recognizer, unmasking.eval())
     model.training_log = log
     return model
@@ -198,12 +194,9 @@ def train_maskinv(cfg: BaselineConfig, teacher: ResNetRecognizer, faces=None, na
         schedule.step()
         return {"loss": loss.item(), **parts}
 
-    folder = run_folder(cfg, name, MASKINV_FIELDS)
     student.train()
-    log = fit(step_fn, masked_face_batches(cfg, faces), cfg.finetune_steps,
-              {"student": student, "head": head, "optimizer": optimizer, "schedule": schedule},
-              Checkpointer(folder) if folder else None, cfg.checkpoint_every,
-              folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
+    log = fit_in_run_folder(cfg, name, MASKINV_FIELDS, step_fn, cfg.finetune_steps,
+                            {"student": student, "head": head, "optimizer": optimizer, "schedule": schedule}, faces)
     model = MaskInvEmbedder(student.eval())
     model.training_log = log
     return model

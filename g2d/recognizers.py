@@ -23,8 +23,8 @@ from .training import Checkpointer, TrainingLog, epoch_batches, fit
 __all__ = ['RECOGNIZER_INPUTS', 'HEADS', 'MASKERS', 'RECOGNIZER_FIELDS', 'BaselineConfig', 'MaskedFace', 'Masker',
            'LowerFaceMasker', 'register_masker', 'build_masker', 'LandmarkedFaces', 'training_faces',
            'MaskedFaceDataset', 'masked_face_batches', 'ResNetRecognizer', 'MarginHead', 'ArcFaceHead',
-           'ElasticArcFaceHead', 'build_head', 'run_folder', 'step_schedule', 'choose_masked', 'recognizer_input',
-           'train_recognizer']
+           'ElasticArcFaceHead', 'build_head', 'run_folder', 'fit_in_run_folder', 'step_schedule', 'choose_masked',
+           'recognizer_input', 'train_recognizer']
 
 # %% ../nbs/10a_recognizers.ipynb #43a57b59
 RECOGNIZER_INPUTS: tuple[str, ...] = ("clean", "masked", "inpainted")
@@ -365,6 +365,14 @@ def run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str]) -> Path | 
     return None if cfg.run_dir is None else Path(cfg.run_dir) / f"{name}-{cfg.fingerprint(fields)}"
 
 
+def fit_in_run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str], step_fn: Callable, steps: int,
+                      state: dict[str, Any], faces: LandmarkedFaces | None = None) -> TrainingLog:
+    "`g2d.training.fit` over `masked_face_batches`, checkpointing to `run_folder(cfg, name, fields)` when there is one."
+    folder = run_folder(cfg, name, fields)
+    return fit(step_fn, masked_face_batches(cfg, faces), steps, state, Checkpointer(folder) if folder else None,
+               cfg.checkpoint_every, folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
+
+
 def step_schedule(optimizer: torch.optim.Optimizer, steps: int, milestones: Sequence[float]):
     "Tenfold learning-rate drops at the given fractions of `steps`."
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, sorted({max(1, int(f * steps)) for f in milestones}), 0.1)
@@ -419,12 +427,9 @@ def train_recognizer(cfg: BaselineConfig, input: str = "clean", inpainter: Calla
         return {"loss": loss.item(), "lr": optimizer.param_groups[0]["lr"]}
 
     name = name or f"recognizer-{input}" + (f"-{cfg.inpainter}" if input == "inpainted" else "")
-    folder = run_folder(cfg, name, RECOGNIZER_FIELDS + (("inpainter",) if input == "inpainted" else ()))
     model.train()
-    log = fit(step_fn, masked_face_batches(cfg, faces), cfg.steps,
-              {"model": model, "head": head, "optimizer": optimizer, "schedule": schedule},
-              Checkpointer(folder) if folder else None, cfg.checkpoint_every,
-              folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
+    log = fit_in_run_folder(cfg, name, RECOGNIZER_FIELDS + (("inpainter",) if input == "inpainted" else ()), step_fn,
+                            cfg.steps, {"model": model, "head": head, "optimizer": optimizer, "schedule": schedule}, faces)
     model.eval()
     model.training_log = log
     model.head_state = head.state_dict()  # the trained class weights (MaskInv starts its head from them)
