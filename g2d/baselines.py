@@ -19,7 +19,7 @@ from .recognizers import BaselineConfig, train_recognizer
 # %% auto #0
 __all__ = ['INPAINTERS', 'BASELINES', 'RECOGNIZERS', 'OpenCVInpainter', 'build_inpainter', 'InpaintThenRecognize', 'Baseline',
            'register_baseline', 'register_inpainter', 'get_baseline', 'train_baseline', 'embed_faces',
-           'BaselineEmbedder']
+           'BaselineEmbedder', 'configure_cli']
 
 # %% ../nbs/10c_baselines.ipynb #0b9d9291
 class OpenCVInpainter:
@@ -202,3 +202,39 @@ class BaselineEmbedder:
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
         return embed_faces(self.name, self.model, faces, occlusions, self.batch_size)
+
+# %% ../nbs/10c_baselines.ipynb #e9d7f825
+def _format_listing(rows: list[dict]) -> str:
+    width = max(len(r["name"]) for r in rows)
+    return "\n".join(f"{r['name']:<{width}}  {r['kind']:<3}  {r['description']}" for r in rows)
+
+
+def configure_cli(parser) -> None:
+    "Arguments of `g2d baselines`."
+    parser.add_argument("name", nargs="?", help="a baseline to train (omit to list them)")
+    parser.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--run-dir", default=None, help="checkpoints (default: <cache root>/baselines-<profile>)")
+    parser.add_argument("--steps", type=int, default=None, help="override the profile's recognizer steps")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    def run(args) -> int:
+        from g2d.cli import print_result
+        from g2d.core import cache_root
+
+        if args.name is None:
+            rows = [{"name": b.name, "kind": b.kind, "description": b.description}
+                    for b in sorted(BASELINES.values(), key=lambda b: (b.kind, b.name))]
+            print_result(rows, args.json, _format_listing)
+            return 0
+        overrides = {"run_dir": args.run_dir or str(cache_root() / f"baselines-{args.profile}")}
+        if args.steps is not None:
+            overrides["steps"] = args.steps
+        cfg = BaselineConfig.from_profile(args.profile, **overrides)
+        model = train_baseline(args.name, cfg)
+        result = {"baseline": args.name, "profile": args.profile, "train_seconds": round(model.train_seconds, 2),
+                  "run_dir": cfg.run_dir}
+        print_result(result, args.json, lambda r: f"{r['baseline']} ({r['profile']}): trained in "
+                                                  f"{r['train_seconds']} s; checkpoints in {r['run_dir']}")
+        return 0
+
+    parser.set_defaults(func=run)

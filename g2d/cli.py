@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("run the papermill batch that regenerates the paper's tables and figures",
                   "g2d.reproduce:configure_cli"),
     "metrics": ("verification metrics (ACC, EER, FDR, FMR100, ...) of a scores CSV", "g2d.metrics:configure_cli"),
+    "baselines": ("list the baselines, or train one by name (g2d baselines NAME --profile cpu)", "g2d.baselines:configure_cli"),
 }
 
 

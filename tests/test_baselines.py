@@ -171,3 +171,26 @@ def test_registering_an_inpainter_adds_its_kind_two_baselines(faces):
         baselines.INPAINTERS.pop("grey-test", None)
         for name in [n for n in BASELINES if n.startswith("grey-test+")]:
             BASELINES.pop(name)
+
+
+def _g2d(*args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-c", "import sys; from g2d.cli import main; sys.exit(main())", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_lists_and_trains_baselines(tmp_path):
+    import json
+
+    listing = _g2d("baselines", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert {row["name"] for row in json.loads(listing.stdout)} == set(BASELINES)
+    done = _g2d("baselines", "arcface", "--steps", "2", "--run-dir", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["baseline"] == "arcface" and list(tmp_path.glob("recognizer-clean-*/step_000002.pt"))
+    assert _g2d("baselines", "no-such-baseline").returncode == 1
