@@ -102,7 +102,8 @@ def main(argv=None) -> dict:
         model = train_baseline(name, cfg)
         result = {"train_seconds": model.train_seconds, **evaluate(name, model, cfg, lfw, cache)}
         report["baselines"][name] = result
-        print(f"{name}: trained in {model.train_seconds:.0f} s (0 s means resumed from a finished checkpoint)")
+        print(f"{name}: training took {model.train_seconds:.0f} s "
+              "(finished checkpoints are reused and pretrained models only loaded)")
         for setting, m in result["settings"].items():
             print(f"  {setting}: LFW 10-fold accuracy {100 * m['lfw_10fold_accuracy']:.2f}% "
                   f"(+- {100 * m['lfw_10fold_std']:.2f}), EER {100 * m['EER']:.2f}%, FDR {m['FDR']:.3f}")
