@@ -15,7 +15,8 @@ from .core import atomic_write
 from .metrics import check_scores, equal_error_rate, fisher_discriminant_ratio, verification_curve
 
 # %% auto #0
-__all__ = ['plot_roc', 'plot_det', 'plot_score_histograms', 'plot_score_histogram_grid', 'save_figure']
+__all__ = ['plot_roc', 'plot_det', 'plot_score_histograms', 'plot_score_histogram_grid', 'plot_at_threshold',
+           'threshold_explorer', 'save_figure']
 
 # %% ../nbs/04b_curves.ipynb #30eb132a
 def _new_axes(ax: Axes | None, size=(5.0, 4.0)) -> Axes:
@@ -81,6 +82,66 @@ def plot_score_histogram_grid(models: Mapping[str, tuple], columns: int = 3, bin
     for ax in axes[len(models):]:
         ax.set_visible(False)
     return figure
+
+# %% ../nbs/04b_curves.ipynb #821c3744
+def plot_at_threshold(scores, labels, threshold: float, ax: Axes | None = None, title: str | None = None,
+                      bins: int = 60) -> Figure:
+    "Score histograms with `threshold` marked and FMR / FNMR / accuracy at it in the title."
+    from g2d.metrics import error_rates_at
+
+    figure = plot_score_histograms(scores, labels, ax=ax, title=None, bins=bins)
+    axes = figure.axes[0] if ax is None else ax
+    fmr, fnmr = error_rates_at(scores, labels, threshold)
+    y = np.asarray(labels, dtype=bool)
+    accuracy = 1 - (fmr * (~y).sum() + fnmr * y.sum()) / len(y)
+    axes.axvline(threshold, color="black", linestyle="--", linewidth=1)
+    prefix = f"{title}: " if title else ""
+    axes.set_title(f"{prefix}threshold {threshold:.3f}: FMR {fmr:.2%}, FNMR {fnmr:.2%}, accuracy {accuracy:.2%}",
+                   fontsize=9)
+    return figure
+
+
+def threshold_explorer(models: Mapping[str, tuple], bins: int = 60):
+    "An ipywidgets threshold explorer over {name: (scores, labels)} (see above); a static figure without widgets."
+    from g2d.metrics import best_accuracy
+
+    names = list(models)
+    if not names:
+        raise ValueError("threshold_explorer needs at least one model")
+    try:
+        import ipywidgets as widgets
+        from IPython import get_ipython
+
+        live = get_ipython() is not None and getattr(get_ipython(), "kernel", None) is not None
+    except ImportError:
+        live = False
+    if not live:
+        scores, labels = models[names[0]]
+        return plot_at_threshold(scores, labels, best_accuracy(scores, labels)[1], title=names[0], bins=bins)
+    import matplotlib.pyplot as plt
+
+    low = min(float(np.min(s)) for s, _ in models.values())
+    high = max(float(np.max(s)) for s, _ in models.values())
+    menu = widgets.Dropdown(options=names, description="model")
+    slider = widgets.FloatSlider(value=best_accuracy(*models[names[0]])[1], min=low, max=high,
+                                 step=(high - low) / 500 or 0.001, description="threshold", readout_format=".3f",
+                                 continuous_update=False)
+    output = widgets.Output()
+
+    def draw(*_):
+        with output:
+            output.clear_output(wait=True)
+            figure = plot_at_threshold(*models[menu.value], slider.value, title=menu.value, bins=bins)
+            plt.show(figure)
+
+    def reset(*_):
+        slider.value = best_accuracy(*models[menu.value])[1]
+        draw()
+
+    menu.observe(reset, names="value")
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([widgets.HBox([menu, slider]), output])
 
 # %% ../nbs/04b_curves.ipynb #438a13e6
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 200) -> list[Path]:
