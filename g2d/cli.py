@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("verify a model (teacher, checkpoint) on a pairs dataset in UMR-UMP / UMR-MP / MR-MP",
                  "g2d.evaluate:configure_cli"),
     "inpainting": ("train or evaluate the generative encoder (inpainter), a profile", "g2d.inpainting_training:configure_cli"),
+    "baselines": ("list the baselines, or train one by name (g2d baselines NAME --profile cpu)", "g2d.baselines:configure_cli"),
 }
 
 

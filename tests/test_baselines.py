@@ -1,0 +1,196 @@
+"""The baselines (g2d.recognizers, g2d.finetuned, g2d.baselines): losses against direct formulas, every registered
+baseline trained in the smoke profile and embedding masked and unmasked faces, resume, registry behaviour."""
+import numpy as np
+import pytest
+import torch
+
+from g2d.baselines import (BASELINES, RECOGNIZERS, BaselineEmbedder, InpaintThenRecognize, OpenCVInpainter,
+                           embed_faces, get_baseline, register_inpainter, train_baseline)
+from g2d.core import ConfigError
+from g2d.finetuned import batch_negatives, maskinv_loss, self_restrained_triplet_loss, triplet_loss
+from g2d.recognizers import (ArcFaceHead, BaselineConfig, ElasticArcFaceHead, MaskedFaceDataset, build_masker,
+                             train_recognizer, training_faces)
+
+torch.set_num_threads(1)
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _cosines(emb, weight):
+    return _unit(emb) @ _unit(weight).T
+
+
+@pytest.fixture(scope="module")
+def faces():
+    "Eight synthetic faces: clean, masked (lower-face occluder) and their occlusion maps."
+    cfg = BaselineConfig.from_profile("smoke", n_identities=4, images_per_identity=2)
+    items = [MaskedFaceDataset(training_faces(cfg), build_masker("lower_face"), flip=False)[i] for i in range(8)]
+    return {k: torch.stack([it[k] for it in items]) for k in ("clean", "masked", "mask")}
+
+
+def test_arcface_logits_match_the_formula():
+    torch.manual_seed(0)
+    emb, labels = torch.randn(7, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    head = ArcFaceHead(6, 4, scale=30.0, margin=0.5).double()
+    cos = _cosines(emb.numpy(), head.weight.detach().numpy())
+    expected = 30.0 * cos
+    rows = np.arange(7)
+    expected[rows, labels.numpy()] = 30.0 * np.cos(np.arccos(cos[rows, labels.numpy()]) + 0.5)
+    assert np.allclose(head(emb, labels).detach().numpy(), expected, atol=1e-6)
+    assert np.allclose(head(emb).detach().numpy(), 30.0 * cos, atol=1e-6)
+
+
+def test_elasticface_draws_normal_margins_per_sample():
+    torch.manual_seed(0)
+    emb, labels = torch.randn(5, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    head = ElasticArcFaceHead(6, 3, scale=64.0, margin=0.5, std=0.05).double()
+    margins = torch.tensor([0.41, 0.5, 0.62, 0.55, 0.47], dtype=torch.float64)
+    cos = _cosines(emb.numpy(), head.weight.detach().numpy())
+    expected = 64.0 * cos
+    rows = np.arange(5)
+    expected[rows, labels.numpy()] = 64.0 * np.cos(np.arccos(cos[rows, labels.numpy()]) + margins.numpy())
+    assert np.allclose(head(emb, labels, margins).detach().numpy(), expected, atol=1e-6)
+    drawn = head.margins(torch.zeros(200_000, dtype=torch.long), torch.zeros(200_000, 3))
+    assert abs(drawn.mean().item() - 0.5) < 1e-3 and abs(drawn.std().item() - 0.05) < 1e-3
+    # sigma = 0 is ArcFace
+    arc = ArcFaceHead(6, 3, 64.0, 0.5).double()
+    arc.load_state_dict(head.state_dict())
+    zero = ElasticArcFaceHead(6, 3, 64.0, 0.5, std=0.0).double()
+    zero.load_state_dict(head.state_dict())
+    assert torch.allclose(zero(emb, labels), arc(emb, labels))
+
+
+@pytest.mark.parametrize("near", [False, True])
+def test_self_restrained_triplet_loss_matches_the_formula(near):
+    rng = np.random.default_rng(3)
+    p, n = rng.normal(size=(10, 8)), rng.normal(size=(10, 8))
+    a = (n if near else -n) + 0.2 * rng.normal(size=(10, 8))
+    loss, parts = self_restrained_triplet_loss(*(torch.tensor(t) for t in (a, p, n)), margin=2.0)
+    a, p, n = _unit(a), _unit(p), _unit(n)
+    d_ap, d_an, d_pn = ((a - p) ** 2).sum(1), ((a - n) ** 2).sum(1), ((p - n) ** 2).sum(1)
+    restrained = d_an.mean() >= d_pn.mean()
+    expected = np.maximum(d_ap + 2.0 - (d_pn.mean() if restrained else d_an), 0).mean()
+    assert restrained == (not near) and parts["restrained"] == float(restrained)
+    assert np.isclose(loss.item(), expected)
+    assert np.isclose(parts["d_ap"], d_ap.mean()) and np.isclose(parts["d_pn"], d_pn.mean())
+    plain = np.maximum(d_ap - d_an + 2.0, 0).mean()
+    assert np.isclose(triplet_loss(*(torch.tensor(t) for t in (a, p, n))).item(), plain)
+
+
+def test_maskinv_loss_matches_the_formula():
+    torch.manual_seed(1)
+    s, t, logits, y = torch.randn(6, 8), torch.randn(6, 8), torch.randn(6, 5), torch.tensor([0, 4, 2, 2, 1, 3])
+    loss, parts = maskinv_loss(s, t, logits, y, weight=100.0)
+    lg = logits.numpy().astype(np.float64)
+    ce = np.mean(np.log(np.exp(lg).sum(1)) - lg[np.arange(6), y.numpy()])
+    kd = ((_unit(s.numpy()) - _unit(t.numpy())) ** 2).mean()
+    assert np.isclose(loss.item(), ce + 100.0 * kd, atol=1e-5)
+    assert np.isclose(parts["ce"], ce, atol=1e-5) and np.isclose(parts["kd"], kd, atol=1e-7)
+
+
+def test_batch_negatives_pick_another_identity():
+    labels = torch.tensor([3, 3, 1, 1, 1, 7])
+    for seed in range(5):
+        assert (labels[batch_negatives(labels, torch.Generator().manual_seed(seed))] != labels).all()
+
+
+def test_masker_and_opencv_inpainters_change_only_the_occluded_pixels(faces):
+    outside = 1 - faces["mask"]
+    assert torch.equal(faces["masked"] * outside, faces["clean"] * outside)
+    for method in ("telea", "ns"):
+        restored = OpenCVInpainter(method)(faces["masked"], faces["mask"])
+        assert torch.equal(restored * outside, faces["masked"] * outside)
+        inside = lambda y: ((y - faces["clean"]).abs() * faces["mask"]).sum()
+        assert inside(restored) < inside(faces["masked"])
+
+
+def test_config_profiles_and_errors():
+    cpu = BaselineConfig.from_profile("cpu")
+    assert BaselineConfig.from_params(cpu.to_params()) == cpu and cpu.dataset == "celeba"
+    with pytest.raises(ConfigError):
+        BaselineConfig.from_profile("smoke", head="softmax")
+    with pytest.raises(ConfigError):
+        get_baseline("no-such-baseline")
+    with pytest.raises(ConfigError):
+        build_masker("no-such-masker")
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    "The smoke configuration all baselines train with, sharing one run folder (kind I trained once)."
+    return BaselineConfig.from_profile("smoke", n_identities=8, images_per_identity=4, steps=12, finetune_steps=6,
+                                       run_dir=str(tmp_path_factory.mktemp("baselines")))
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_trains_in_smoke_and_embeds(name, smoke_run, faces):
+    model = train_baseline(name, smoke_run)
+    assert model.train_seconds >= 0
+    clean = embed_faces(name, model, faces["clean"])
+    masked = embed_faces(name, model, faces["masked"], faces["mask"])
+    assert clean.shape == masked.shape and clean.shape[0] == 8
+    assert torch.allclose(clean.norm(dim=1), torch.ones(8), atol=1e-4)
+    assert torch.allclose(masked.norm(dim=1), torch.ones(8), atol=1e-4)
+    # the same faces as uint8 H x W x 3 arrays give (nearly) the same embeddings
+    as_uint8 = (faces["clean"].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    assert (BaselineEmbedder(name, model).embed(as_uint8) * clean).sum(1).min() > 0.9
+
+
+def test_recognizer_resumes_exactly(tmp_path):
+    cfg = BaselineConfig.from_profile("smoke", n_identities=4, images_per_identity=4, batch_size=8, steps=6,
+                                      checkpoint_every=3, run_dir=str(tmp_path))
+    whole = train_recognizer(cfg)
+    (final,) = list(tmp_path.glob("*/step_000006.pt"))
+    final.unlink()
+    resumed = train_recognizer(cfg)
+    assert len(resumed.training_log.rows) == 6
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_registering_an_inpainter_adds_its_kind_two_baselines(faces):
+    calls = []
+
+    def grey(x, m):
+        calls.append(len(x))
+        return torch.where(m > 0.5, torch.full_like(x, 0.5), x)
+
+    try:
+        register_inpainter("grey-test", lambda cfg: grey)
+        names = {f"grey-test+{r}" for r in RECOGNIZERS}
+        assert names <= set(BASELINES) and all(BASELINES[n].kind == "II" for n in names)
+        model = InpaintThenRecognize(grey, torch.nn.Identity(), lambda x: x.flatten(1))
+        out = model.embed(faces["masked"], faces["mask"] * torch.tensor([1.0] * 4 + [0.0] * 4)[:, None, None, None])
+        assert calls == [4]  # only the faces with occluded pixels are inpainted
+        assert out.shape == (8, 3 * 64 * 64)
+    finally:
+        from g2d import baselines
+
+        baselines.INPAINTERS.pop("grey-test", None)
+        for name in [n for n in BASELINES if n.startswith("grey-test+")]:
+            BASELINES.pop(name)
+
+
+def _g2d(*args):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-c", "import sys; from g2d.cli import main; sys.exit(main())", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_lists_and_trains_baselines(tmp_path):
+    import json
+
+    listing = _g2d("baselines", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert {row["name"] for row in json.loads(listing.stdout)} == set(BASELINES)
+    done = _g2d("baselines", "arcface", "--steps", "2", "--run-dir", str(tmp_path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["baseline"] == "arcface" and list(tmp_path.glob("recognizer-clean-*/step_000002.pt"))
+    assert _g2d("baselines", "no-such-baseline").returncode == 1
