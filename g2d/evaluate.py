@@ -23,9 +23,9 @@ from .protocols import SETTINGS, ProtocolError
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
            'ModelLoader', 'MaskingHook', 'EvaluateError', 'MaskingUnavailableError', 'EvaluateConfig', 'FaceEmbedder',
            'dlib_chip_points', 'DlibChipEmbedder', 'TemplateEmbedder', 'register_model', 'unregister_model',
-           'registered_models', 'load_model', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings',
-           'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate',
-           'configure_cli']
+           'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint',
+           'ImageEmbeddings', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings',
+           'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -288,16 +288,53 @@ register_model(_is_onnx_file, _load_onnx)
 MaskingHook = Callable[[str, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
 
 
-def synthetic_masking_hook(dataset: str, seed: int = 0) -> MaskingHook:
-    "g2d's synthetic masks for `dataset`'s images (from `g2d.masks`), as a masking hook."
+class SyntheticMaskingHook:
+    """g2d's synthetic masks as a masking hook: image key -> the mask `g2d.masks.MaskProtocol` assigns it for
+    `seed` (MaskTheFace templates when a template folder is given, else the built-in masks), drawn on the source
+    photo with its 68 landmarks. Faces whose landmarks cannot carry a mask stay unmasked (occlusion all zero)
+    and are listed in `.unmasked`."""
+
+    def __init__(self, seed: int = 0, templates=None, kinds: Sequence[str] | None = None):
+        from g2d.masks import MASK_KINDS
+
+        self.seed, self.templates = int(seed), templates
+        self.kinds = tuple(kinds or MASK_KINDS)
+        self.unmasked: list[str] = []
+        bases = sorted(templates.bases) if templates is not None else None
+        self.fingerprint = _digest(json.dumps({"masks": "g2d.masks", "seed": self.seed, "kinds": self.kinds,
+                                               "templates": bases}, sort_keys=True))
+
+    def spec(self, key: str):
+        "The key's mask spec: the same as `MaskProtocol.generate([...], seed, kinds, templates)[key]`."
+        from g2d.masks import MaskProtocol
+
+        return MaskProtocol.generate([key], self.seed, self.kinds, self.templates)[key]
+
+    def __call__(self, key: str, image: np.ndarray, landmarks: np.ndarray):
+        from g2d.masks import MaskGeometryError, apply_mask
+
+        try:
+            masked = apply_mask(image, landmarks, self.spec(key), self.templates)
+        except MaskGeometryError:
+            self.unmasked.append(key)
+            return image, np.zeros(image.shape[:2], np.uint8)
+        return masked.image, masked.occlusion
+
+
+def synthetic_masking_hook(dataset: str, seed: int = 0, root: str | os.PathLike | None = None) -> MaskingHook:
+    "g2d's synthetic masks for `dataset`'s images: the data root's MaskTheFace templates when present, else built-in masks."
     try:
-        import g2d.masks  # noqa: F401
+        from g2d.masks import MaskTemplates
     except ImportError:
         raise MaskingUnavailableError(
-            "the masked settings (UMR-MP, MR-MP) need g2d.masks (synthetic masks on source photos), which this "
-            "g2d does not have yet: evaluate UMR-UMP, or pass a masking_hook") from None
-    raise MaskingUnavailableError("g2d.masks exists but is not wired into g2d.evaluate yet "
-                                  "(synthetic_masking_hook): pass a masking_hook")
+            "the masked settings (UMR-MP, MR-MP) need g2d.masks (synthetic masks on source photos)") from None
+    from g2d.core import DataRootError, find_datasets
+
+    try:
+        folder = find_datasets(root).get("mask_templates")
+    except DataRootError:
+        folder = None
+    return SyntheticMaskingHook(seed, MaskTemplates.load(folder) if folder is not None else None)
 
 
 def hook_fingerprint(hook: MaskingHook | None) -> str | None:
@@ -483,7 +520,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
     ds = open_dataset(dataset, root)
     real_masks = getattr(ds, "masked", None) is not None
     if not real_masks and masking_hook is None and any(s != "UMR-UMP" for s in wanted):
-        masking_hook = synthetic_masking_hook(dataset, config.mask_seed)  # fails clearly without g2d.masks
+        masking_hook = synthetic_masking_hook(dataset, config.mask_seed, root)
     all_pairs = _dataset_pairs(ds, dataset)
     pairs = balanced_subset(all_pairs, max_pairs)
     if real_masks:
