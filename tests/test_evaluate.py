@@ -88,15 +88,8 @@ def test_cli_text_output(example_root, fake_model):
     (["--dataset", "mfr2"], "no mfr2 dataset"),
     (["--dataset", "lfw", "--setting", "umr-xx"], "unknown setting"),
     (["--dataset", "lfw", "--model", "no-such-model"], "unknown model"),
-    (["--dataset", "lfw", "--setting", "mr-mp"], "g2d.masks"),
 ])
 def test_cli_errors_exit_1_with_a_clear_message(example_root, args, message):
-    if "mr-mp" in args:
-        try:
-            import g2d.masks  # noqa: F401
-            pytest.skip("g2d.masks exists: the masked settings no longer fail")
-        except ImportError:
-            pass
     from g2d.cli import main
 
     err = io.StringIO()
@@ -185,15 +178,12 @@ def test_masking_hook_reaches_the_model_and_masked_settings(example_root, fake_m
     assert report["masks"] == "test-occluder" and report["counts"]["images_embedded"] == {"unmasked": 7, "masked": 7}
 
 
-def test_masked_settings_without_masks_fail_clearly(example_root, fake_model):
-    try:
-        import g2d.masks  # noqa: F401
-        pytest.skip("g2d.masks exists")
-    except ImportError:
-        pass
-    with pytest.raises(MaskingUnavailableError, match="g2d.masks"):
-        evaluate("fake-test-model", "lfw", example_root / "data", settings=["umr-mp"],
-                 cache_dir=example_root / "cache", progress=False)
+def test_masked_settings_use_g2d_synthetic_masks(example_root, fake_model):
+    "Without a hook of the caller's, UMR-MP draws g2d.masks' protocol masks (keyed by the hook's fingerprint)."
+    from g2d.evaluate import SyntheticMaskingHook
+    report = evaluate("fake-test-model", "lfw", example_root / "data", settings=["umr-mp"],
+                      cache_dir=example_root / "cache", progress=False)
+    assert "UMR-MP" in report["settings"] and report["masks"] == SyntheticMaskingHook(seed=0).fingerprint
 
 
 def test_unaligned_images_follow_the_policy(example_root, fake_model):
