@@ -21,11 +21,11 @@ from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
-           'ModelLoader', 'MaskingHook', 'EvaluateError', 'MaskingUnavailableError', 'EvaluateConfig', 'FaceEmbedder',
-           'dlib_chip_points', 'DlibChipEmbedder', 'TemplateEmbedder', 'register_model', 'unregister_model',
-           'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint',
-           'ImageEmbeddings', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings',
-           'balanced_subset', 'evaluate', 'configure_cli']
+           'ModelLoader', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder', 'dlib_chip_points',
+           'DlibChipEmbedder', 'TemplateEmbedder', 'register_model', 'unregister_model', 'registered_models',
+           'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings',
+           'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate',
+           'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -34,11 +34,7 @@ REJECT_SCORE = -1.0
 
 
 class EvaluateError(G2DError):
-    "An evaluation that cannot run: a model no loader accepts, a dataset without pairs, missing masks."
-
-
-class MaskingUnavailableError(EvaluateError):
-    "A masked setting was asked for but no masking hook (synthetic masks, `g2d.masks`) is available."
+    "An evaluation that cannot run: a model no loader accepts, a dataset without pairs."
 
 
 @dataclass(frozen=True)
@@ -323,12 +319,8 @@ class SyntheticMaskingHook:
 
 def synthetic_masking_hook(dataset: str, seed: int = 0, root: str | os.PathLike | None = None) -> MaskingHook:
     "g2d's synthetic masks for `dataset`'s images: the data root's MaskTheFace templates when present, else built-in masks."
-    try:
-        from g2d.masks import MaskTemplates
-    except ImportError:
-        raise MaskingUnavailableError(
-            "the masked settings (UMR-MP, MR-MP) need g2d.masks (synthetic masks on source photos)") from None
     from g2d.core import DataRootError, find_datasets
+    from g2d.masks import MaskTemplates
 
     try:
         folder = find_datasets(root).get("mask_templates")

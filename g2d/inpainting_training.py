@@ -99,11 +99,8 @@ class SyntheticFaceMasks(MaskSampler):
     name = "masks"
 
     def __init__(self, **options):
-        try:
-            from g2d.masks import RandomMasker
-        except ImportError as e:
-            raise ConfigError("mask_sampler 'masks' needs g2d.masks (RandomMasker), which this checkout does not have; "
-                              "use 'mixed', 'strokes' or 'lower_face'") from e
+        from g2d.masks import RandomMasker
+
         self.masker = RandomMasker(**options)
 
     def __call__(self, image, landmarks, rng):

@@ -14,7 +14,7 @@ from conftest import g2d_command
 from g2d.align import draw_lower_face_occluder
 from g2d.core import ConfigError, G2DError
 from g2d.datasets import write_example_layout
-from g2d.evaluate import (DlibChipEmbedder, EvaluateError, FaceEmbedder, MaskingUnavailableError, TemplateEmbedder,
+from g2d.evaluate import (DlibChipEmbedder, EvaluateError, FaceEmbedder, TemplateEmbedder,
                           dlib_chip_points, evaluate, load_model, normalize_settings, register_model,
                           registered_models, unregister_model)
 from g2d.metrics import METRIC_COLUMNS
