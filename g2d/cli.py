@@ -26,6 +26,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "g2d.evaluate:configure_cli"),
     "inpainting": ("train or evaluate the generative encoder (inpainter), a profile", "g2d.inpainting_training:configure_cli"),
     "baselines": ("list the baselines, or train one by name (g2d baselines NAME --profile cpu)", "g2d.baselines:configure_cli"),
+    "train": ("train G2D greedily, stage by stage, resumable (g2d train --profile cpu --root DIR)",
+              "g2d.model:configure_train_cli"),
+    "embed": ("embed face photos with a trained G2D model", "g2d.model:configure_embed_cli"),
+    "verify": ("are two face photos the same person? similarity and decision at a calibrated FMR",
+               "g2d.model:configure_verify_cli"),
 }
 
 

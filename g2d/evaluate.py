@@ -21,11 +21,11 @@ from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
-           'ModelLoader', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder', 'dlib_chip_points',
-           'DlibChipEmbedder', 'TemplateEmbedder', 'register_model', 'unregister_model', 'registered_models',
-           'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings',
-           'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate',
-           'configure_cli']
+           'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
+           'dlib_chip_points', 'DlibChipEmbedder', 'template_crop', 'TemplateEmbedder', 'register_model',
+           'unregister_model', 'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook',
+           'hook_fingerprint', 'ImageEmbeddings', 'embed_images', 'score_trials', 'setting_metrics',
+           'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -67,6 +67,8 @@ class FaceEmbedder:
 
     name: str = "model"
     batch_size: int = 32
+    #: True: masked faces must come with their occlusion maps (a model that reads a missing map as "no mask")
+    requires_occlusion: bool = False
 
     def crop(self, image: np.ndarray, landmarks68: np.ndarray,
              occlusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -172,6 +174,21 @@ class DlibChipEmbedder(_TeacherEmbedder):
         return face, face_chip(as_image, five, self.size, self.padding)[..., 0] > 127
 
 
+def template_crop(image: np.ndarray, landmarks68: np.ndarray, size: int,
+                  occlusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    "The ArcFace-template crop (`g2d.core.canonical_five_points(size)`) of a source image, and its occlusion map alike."
+    import cv2
+    from g2d.align import five_points_from_68, similarity_transform
+    from g2d.core import canonical_five_points
+
+    matrix = similarity_transform(five_points_from_68(_check_landmarks(landmarks68)), canonical_five_points(size))
+    face = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR)
+    if occlusion is None:
+        return face, None
+    warped = cv2.warpAffine((np.asarray(occlusion) > 0).astype(np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST)
+    return face, warped > 0
+
+
 class TemplateEmbedder(_TeacherEmbedder):
     "A teacher on ArcFace-template crops (`g2d.core.canonical_five_points`) at its input size."
 
@@ -183,23 +200,14 @@ class TemplateEmbedder(_TeacherEmbedder):
         return dict(crop="arcface_template", size=self.size)
 
     def crop(self, image, landmarks68, occlusion=None):
-        import cv2
-        from g2d.align import five_points_from_68, similarity_transform
-        from g2d.core import canonical_five_points
-
-        matrix = similarity_transform(five_points_from_68(_check_landmarks(landmarks68)),
-                                      canonical_five_points(self.size))
-        face = cv2.warpAffine(image, matrix, (self.size, self.size), flags=cv2.INTER_LINEAR)
-        if occlusion is None:
-            return face, None
-        warped = cv2.warpAffine((np.asarray(occlusion) > 0).astype(np.uint8), matrix, (self.size, self.size),
-                                flags=cv2.INTER_NEAREST)
-        return face, warped > 0
+        return template_crop(image, landmarks68, self.size, occlusion)
 
 # %% ../nbs/05b_evaluate.ipynb #1615b618
 ModelLoader = Callable[[str, EvaluateConfig], FaceEmbedder]
 _MODEL_NAMES: dict[str, ModelLoader] = {}
 _MODEL_PREDICATES: list[tuple[Callable[[str], bool], ModelLoader]] = []
+#: Modules that register models when imported (later chapters: the G2D checkpoint loader); `load_model` imports them.
+MODEL_PLUGIN_MODULES: list[str] = ["g2d.model"]
 
 
 def register_model(name_or_predicate: str | Callable[[str], bool], loader: ModelLoader, replace: bool = False) -> None:
@@ -235,6 +243,10 @@ def load_model(spec: str | FaceEmbedder, config: EvaluateConfig | None = None) -
     "The `FaceEmbedder` for `spec`: a registered name, or a path some registered predicate accepts."
     if isinstance(spec, FaceEmbedder):
         return spec
+    import importlib
+
+    for module in MODEL_PLUGIN_MODULES:
+        importlib.import_module(module)
     config = config or EvaluateConfig()
     spec = str(spec)
     loader = _MODEL_NAMES.get(spec)
@@ -500,8 +512,10 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
              settings: str | Iterable[str] | None = ("UMR-UMP",), profile: str = "cpu",
              config: EvaluateConfig | None = None, masking_hook: MaskingHook | None = None,
              cache_dir: str | os.PathLike | None = None, max_pairs: int | None = None,
-             progress: bool = True) -> dict[str, Any]:
-    "Verification metrics of `model` on `dataset`'s pairs in `settings` (see above); the `g2d evaluate` JSON."
+             progress: bool = True, keep_scores: bool = False) -> dict[str, Any]:
+    """Verification metrics of `model` on `dataset`'s pairs in `settings` (see above); the `g2d evaluate` JSON.
+    `keep_scores`: also return each setting's trial scores and labels (`report["scores"][setting]`), e.g. for
+    bootstrap intervals or curves."""
     from g2d.align import DETECTION_METHODS
     from g2d.datasets import open_dataset
     from g2d.protocols import build_protocol, protocol_images, split_by_mask_labels
@@ -520,6 +534,9 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
     else:
         trials = {s: build_protocol(pairs, s) for s in dict.fromkeys(("UMR-UMP",) + wanted)}
     model = load_model(model, config)
+    if real_masks and model.requires_occlusion:
+        raise EvaluateError(f"{model.name} needs the occlusion maps of masked faces, which real masked photos do not "
+                            "come with: use a model that estimates them (for G2D: --model segment:CHECKPOINT)")
 
     # alignment: g2d's 68 source landmarks of every image the trials use
     t = time.perf_counter()
@@ -559,7 +576,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
 
     # scores and metrics, UMR-UMP first: its scores are the reference of the threshold transfer
     t = time.perf_counter()
-    results, counts_trials, touched = {}, {}, {}
+    results, counts_trials, touched, kept = {}, {}, {}, {}
     reference = None
     for setting in SETTINGS:
         if setting not in trials or not trials[setting]:
@@ -574,6 +591,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
                                     f"({len(labels)} trials)")
             results[setting] = setting_metrics(scores, labels, folds, None if setting == "UMR-UMP" else reference)
             counts_trials[setting] = len(labels)
+            kept[setting] = {"scores": scores, "labels": labels}
     missing = [s for s in wanted if s not in results]
     if missing:
         raise EvaluateError(f"{dataset} has no trials in setting(s) {', '.join(missing)}")
@@ -598,7 +616,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
         "faces_per_second": round(computed / compute_seconds, 2) if computed and compute_seconds else None,
         "seconds": {"align": round(align_seconds, 3), "embed": round(embed_seconds, 3),
                     "score": round(score_seconds, 3), "total": round(time.perf_counter() - start, 3)},
-    }
+    } | ({"scores": kept} if keep_scores else {})
 
 # %% ../nbs/05b_evaluate.ipynb #de28e3be
 def _format_report(report: dict) -> str:

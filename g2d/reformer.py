@@ -127,8 +127,11 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 def _loader(data, batch_size, seed, epoch):
+    "A shuffled loader of `data` for `epoch` (DistributedSampler under DDP); tells `data.set_epoch` when it has one."
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler
+    if hasattr(data, "set_epoch"):  # per-epoch augmentation (new masks each epoch), reproducible on resume
+        data.set_epoch(epoch)
     if dist.is_available() and dist.is_initialized():
         sampler = DistributedSampler(data, shuffle=True, seed=seed, drop_last=True)
         sampler.set_epoch(epoch)
