@@ -3,8 +3,9 @@
 Each baseline of `g2d.baselines.BASELINES` is trained with `BaselineConfig.from_profile(profile)` (checkpoints under
 the cache root, so an interrupted run resumes), its training time is printed, then it embeds the aligned LFW faces
 of the face cache and is scored on the 6,000 LFW pairs in the three settings of `g2d.protocols` (UMR-UMP = the
-plain unmasked LFW protocol, UMR-MP, MR-MP), the masked faces made by the configured masker (default: the
-lower-face occluder of `g2d.recognizers`, one draw per image seeded by its index). Scores are cosine similarities;
+plain unmasked LFW protocol, UMR-MP, MR-MP), the masked faces made by the training masker of the configuration
+(`g2d.recognizers.training_masker`: g2d.masks' synthetic masks, MaskTheFace templates from the data root when it has
+them, one draw per image seeded by its index). Scores are cosine similarities;
 metrics from `g2d.metrics` (10-fold LFW accuracy; ACC/EER/FDR/FMR100/FMR1000 and thresholds transferred from
 UMR-UMP). Training uses CelebA only; no LFW identity is seen in training (CelebA and LFW may share a few
 celebrities by name; g2d does not check this).
@@ -27,7 +28,7 @@ from g2d.datasets import open_dataset
 from g2d.facecache import dataset_align_config, dataset_face_cache
 from g2d.metrics import kfold_accuracy, verification_metrics
 from g2d.protocols import SETTINGS, build_protocols, protocol_folds, protocol_images, protocol_labels
-from g2d.recognizers import BaselineConfig, build_masker
+from g2d.recognizers import BaselineConfig, training_masker
 
 
 def lfw_faces(cfg: BaselineConfig):
@@ -60,7 +61,8 @@ def side_images(cache, lfw, sides, masker, seed: int = 0):
 def evaluate(name: str, model, cfg: BaselineConfig, lfw, cache) -> dict:
     protocols = build_protocols(lfw.pairs)
     sides = sorted({side for trials in protocols.values() for side in protocol_images(trials)})
-    faces, masks = side_images(cache, lfw, sides, build_masker(cfg.masker), cfg.seed)
+    masker = training_masker(cfg)
+    faces, masks = side_images(cache, lfw, sides, masker, cfg.seed)
     began = time.perf_counter()
     embeddings = embed_faces(name, model, faces, masks, batch_size=128)
     embed_seconds = time.perf_counter() - began
@@ -77,7 +79,8 @@ def evaluate(name: str, model, cfg: BaselineConfig, lfw, cache) -> dict:
         kfold = kfold_accuracy(scores, labels, protocol_folds(trials))
         metrics = verification_metrics(scores, labels, *(reference if setting != "UMR-UMP" else (None, None)))
         results[setting] = {"lfw_10fold_accuracy": kfold["mean"], "lfw_10fold_std": kfold["std"], **metrics}
-    return {"settings": results, "embed_seconds": embed_seconds, "faces_embedded": len(sides)}
+    return {"settings": results, "embed_seconds": embed_seconds, "faces_embedded": len(sides),
+            "faces_left_unmasked": masker.failures}  # masked sides whose landmarks could not carry a mask
 
 
 def main(argv=None) -> dict:

@@ -331,14 +331,9 @@ class SyntheticMaskingHook:
 
 def synthetic_masking_hook(dataset: str, seed: int = 0, root: str | os.PathLike | None = None) -> MaskingHook:
     "g2d's synthetic masks for `dataset`'s images: the data root's MaskTheFace templates when present, else built-in masks."
-    from g2d.core import DataRootError, find_datasets
-    from g2d.masks import MaskTemplates
+    from g2d.masks import resolve_mask_templates
 
-    try:
-        folder = find_datasets(root).get("mask_templates")
-    except DataRootError:
-        folder = None
-    return SyntheticMaskingHook(seed, MaskTemplates.load(folder) if folder is not None else None)
+    return SyntheticMaskingHook(seed, resolve_mask_templates("auto", root))
 
 
 def hook_fingerprint(hook: MaskingHook | None) -> str | None:

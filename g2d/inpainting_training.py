@@ -17,20 +17,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .align import OCCLUDER_POINTS
 from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_profile_name, pick_device,
                       seed_everything)
 from .inpainting import (ENCODER_VARIANTS, GenerativeEncoder, InpaintingError, PatchCritic, gradient_penalty,
                             to_grid)
+from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 
 # %% auto #0
-__all__ = ['MASK_SAMPLERS', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'lower_face_mask', 'MaskSampler',
-           'StrokeMasks', 'LowerFaceMasks', 'MixedMasks', 'SyntheticFaceMasks', 'make_mask_sampler', 'InpaintingConfig',
-           'FaceArrays', 'split_by_identity', 'load_faces', 'masked_batch', 'batch_stream', 'reconstruction_loss',
-           'fit_palette', 'pretrain_step', 'finetune_step', 'save_generative_encoder', 'load_generative_encoder',
-           'train_inpainter', 'ssim_map', 'masked_metrics', 'opencv_inpainter', 'evaluate_inpainting', 'example_figure',
-           'feature_tsne', 'evaluate_run', 'configure_cli']
+__all__ = ['MASK_SAMPLERS', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'MaskSampler', 'StrokeMasks',
+           'SyntheticFaceMasks', 'MixedMasks', 'make_mask_sampler', 'InpaintingConfig', 'FaceArrays',
+           'split_by_identity', 'load_faces', 'masked_batch', 'batch_stream', 'reconstruction_loss', 'fit_palette',
+           'pretrain_step', 'finetune_step', 'save_generative_encoder', 'load_generative_encoder', 'train_inpainter',
+           'ssim_map', 'masked_metrics', 'opencv_inpainter', 'evaluate_inpainting', 'example_figure', 'feature_tsne',
+           'evaluate_run', 'configure_cli']
 
 # %% ../nbs/06b_inpainting_training.ipynb #29893afa
 def stroke_mask(size: int, rng: np.random.Generator, max_strokes: int = 4, max_vertices: int = 6,
@@ -48,75 +48,69 @@ def stroke_mask(size: int, rng: np.random.Generator, max_strokes: int = 4, max_v
     return mask.astype(np.float32)
 
 
-def lower_face_mask(size: int, landmarks: np.ndarray, rng: np.random.Generator, top_jitter: float = 0.08,
-                    outline_jitter: float = 0.03) -> np.ndarray:
-    "The lower face (jaw points 1-15 and the nose bridge point 29) filled, with the top point and outline jittered."
-    points = np.asarray(landmarks, np.float64)[list(OCCLUDER_POINTS)].copy()
-    points[-1, 1] += rng.uniform(-top_jitter, top_jitter) * size  # higher or lower over the nose
-    points += rng.normal(0, outline_jitter * size, points.shape)
-    mask = np.zeros((size, size), np.uint8)
-    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1)
-    return mask.astype(np.float32)
-
-
 class MaskSampler:
     "Base of the mask samplers: `sampler(image, landmarks, rng) -> S x S float32 mask` (1 = occluded)."
     name = "base"
+
+    def __init__(self, templates: MaskTemplates | None = None, kinds: Sequence[str] = MASK_KINDS):
+        self.templates, self.kinds = templates, tuple(kinds)
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
 
 class StrokeMasks(MaskSampler):
+    "Free-form strokes only (`templates` and `kinds` are not used)."
     name = "strokes"
 
     def __call__(self, image, landmarks, rng):
         return stroke_mask(image.shape[0], rng)
 
 
-class LowerFaceMasks(MaskSampler):
-    name = "lower_face"
+class SyntheticFaceMasks(MaskSampler):
+    "`g2d.masks.RandomMasker`'s occlusion maps; strokes for a face that cannot carry a mask (see above)."
+    name = "masks"
+
+    def __init__(self, templates: MaskTemplates | None = None, kinds: Sequence[str] = MASK_KINDS):
+        super().__init__(templates, kinds)
+        self.masker = RandomMasker(templates, kinds, unmask_failures=True)
 
     def __call__(self, image, landmarks, rng):
-        return lower_face_mask(image.shape[0], landmarks, rng)
+        occlusion = self.masker(image, landmarks, rng).occlusion
+        if not occlusion.any():
+            return stroke_mask(image.shape[0], rng)
+        return occlusion.astype(np.float32)
 
 
-class MixedMasks(MaskSampler):
-    "A lower-face mask with probability `face_share`, else free-form strokes."
+class MixedMasks(SyntheticFaceMasks):
+    "A `g2d.masks` face mask with probability `face_share`, else free-form strokes."
     name = "mixed"
 
-    def __init__(self, face_share: float = 0.5):
+    def __init__(self, templates: MaskTemplates | None = None, kinds: Sequence[str] = MASK_KINDS,
+                 face_share: float = 0.5):
+        super().__init__(templates, kinds)
         self.face_share = face_share
 
     def __call__(self, image, landmarks, rng):
         if rng.random() < self.face_share:
-            return lower_face_mask(image.shape[0], landmarks, rng)
+            return super().__call__(image, landmarks, rng)
         return stroke_mask(image.shape[0], rng)
 
 
-class SyntheticFaceMasks(MaskSampler):
-    "`g2d.masks.RandomMasker`'s occlusion maps (the MaskTheFace-style masks of the masks chapter)."
-    name = "masks"
-
-    def __init__(self, **options):
-        from g2d.masks import RandomMasker
-
-        self.masker = RandomMasker(**options)
-
-    def __call__(self, image, landmarks, rng):
-        result = self.masker(image, landmarks, rng)
-        return (np.asarray(result.occlusion, np.float32) > 0).astype(np.float32)
+MASK_SAMPLERS: dict[str, type[MaskSampler]] = {c.name: c for c in (StrokeMasks, SyntheticFaceMasks, MixedMasks)}
 
 
-MASK_SAMPLERS: dict[str, type[MaskSampler]] = {c.name: c for c in (StrokeMasks, LowerFaceMasks, MixedMasks,
-                                                                     SyntheticFaceMasks)}
-
-
-def make_mask_sampler(name: str) -> MaskSampler:
-    "The mask sampler called `name` (a key of `MASK_SAMPLERS`)."
+def make_mask_sampler(name: str, templates: str | os.PathLike | MaskTemplates | None = "auto",
+                      kinds: Sequence[str] = MASK_KINDS) -> MaskSampler:
+    "The mask sampler `name` (a key of `MASK_SAMPLERS`), its face masks from `templates` and `kinds` (see above)."
     if name not in MASK_SAMPLERS:
         raise ConfigError(f"unknown mask sampler {name!r}; known: {sorted(MASK_SAMPLERS)}")
-    return MASK_SAMPLERS[name]()
+    return MASK_SAMPLERS[name](resolve_mask_templates(templates), kinds)
+
+
+def _as_sampler(sampler: str | Callable) -> Callable:
+    "A sampler given by name (`make_mask_sampler`, default templates) or as the sampler itself."
+    return make_mask_sampler(sampler) if isinstance(sampler, str) else sampler
 
 # %% ../nbs/06b_inpainting_training.ipynb #9a8dcc78
 @dataclass(frozen=True)
@@ -137,7 +131,9 @@ class InpaintingConfig(StageConfig):
     feature_block: int = 4
     prior_mode: str = "expected"  # single-pass inference: "expected" colour or "argmax" token
     critic_widths: tuple[int, ...] = (8, 16, 32, 64)
-    mask_sampler: str = "mixed"
+    mask_sampler: str = "mixed"  # a key of MASK_SAMPLERS
+    mask_templates: str = "auto"  # auto (the data root's mask_templates, else built-in) | builtin | a folder
+    mask_kinds: tuple[str, ...] = MASK_KINDS  # the face mask kinds drawn (g2d.masks.MASK_KINDS)
     synthetic_identities: int = 24
     synthetic_images_per_identity: int = 6
     held_out_share: float = 0.1  # identities kept out of training, for evaluation
@@ -174,7 +170,7 @@ class InpaintingConfig(StageConfig):
 
     def __post_init__(self):
         check_profile_name(self.profile)
-        for name in ("widths", "critic_widths", "betas"):
+        for name in ("widths", "critic_widths", "betas", "mask_kinds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.dataset not in ("synthetic", "celeba"):
             raise ConfigError(f"dataset must be 'synthetic' or 'celeba', got {self.dataset!r}")
@@ -184,6 +180,8 @@ class InpaintingConfig(StageConfig):
             raise ConfigError(f"image_size must be a multiple of 4 and at least 16, got {self.image_size}")
         if self.mask_sampler not in MASK_SAMPLERS:
             raise ConfigError(f"unknown mask sampler {self.mask_sampler!r}; known: {sorted(MASK_SAMPLERS)}")
+        if not self.mask_kinds or not set(self.mask_kinds) <= set(MASK_KINDS):
+            raise ConfigError(f"mask_kinds must be a non-empty subset of {MASK_KINDS}, got {self.mask_kinds}")
         if len(self.widths) != 3:
             raise ConfigError(f"widths must be three channel counts, got {self.widths}")
         if not 0 < self.held_out_share < 1:
@@ -197,6 +195,10 @@ class InpaintingConfig(StageConfig):
 
     def build_encoder(self) -> GenerativeEncoder:
         return GenerativeEncoder(**self.encoder_kwargs())
+
+    def build_mask_sampler(self, name: str | None = None) -> MaskSampler:
+        "The mask sampler `name` (default: `mask_sampler`) with this configuration's templates and kinds."
+        return make_mask_sampler(name or self.mask_sampler, self.mask_templates, self.mask_kinds)
 
 # %% ../nbs/06b_inpainting_training.ipynb #00f537ca
 @dataclass
@@ -266,7 +268,7 @@ def masked_batch(faces: FaceArrays, index: Sequence[int], sampler: Callable, rng
         image, landmarks = faces.images[i], faces.landmarks[i]
         if flip and rng.random() < 0.5:
             image = image[:, ::-1]
-            landmarks = landmarks * np.array([-1, 1]) + np.array([size - 1, 0])
+            landmarks = flip_landmarks68(landmarks, size)
         image = np.ascontiguousarray(image)
         masks.append(sampler(image, landmarks, rng))
         images.append(image)
@@ -281,7 +283,7 @@ def batch_stream(faces: FaceArrays, cfg: InpaintingConfig, stage: str):
     "The resumable `(x, m)` batch stream of `stage` for `fit` (see above)."
     if len(faces) < cfg.batch_size:
         raise InpaintingError(f"{len(faces)} training faces are fewer than one batch of {cfg.batch_size}")
-    sampler = make_mask_sampler(cfg.mask_sampler)
+    sampler = cfg.build_mask_sampler()
     per_epoch = len(faces) // cfg.batch_size
 
     def make_loader(epoch: int):
@@ -511,13 +513,13 @@ def opencv_inpainter(method: str = "telea", radius: int = 3) -> Callable:
     return inpaint
 
 
-def evaluate_inpainting(methods: dict[str, Callable], faces: FaceArrays, mask_sampler: str = "mixed",
+def evaluate_inpainting(methods: dict[str, Callable], faces: FaceArrays, mask_sampler: str | Callable = "mixed",
                         n_faces: int | None = None, seed: int = 0, batch_size: int = 32):
     "Mean (and per-face std) L1/PSNR/SSIM inside the mask of each method on the same faces and masks; a DataFrame."
     import pandas as pd
 
     n = len(faces) if n_faces is None else min(n_faces, len(faces))
-    sampler = make_mask_sampler(mask_sampler)
+    sampler = _as_sampler(mask_sampler)
     rows = []
     for start in range(0, n, batch_size):
         index = range(start, min(n, start + batch_size))
@@ -533,12 +535,12 @@ def evaluate_inpainting(methods: dict[str, Callable], faces: FaceArrays, mask_sa
     return table.assign(faces=n)
 
 # %% ../nbs/06b_inpainting_training.ipynb #973c02f3
-def example_figure(methods: dict[str, Callable], faces: FaceArrays, n_faces: int = 6, mask_sampler: str = "mixed",
-                   seed: int = 0):
+def example_figure(methods: dict[str, Callable], faces: FaceArrays, n_faces: int = 6,
+                   mask_sampler: str | Callable = "mixed", seed: int = 0):
     "A grid of held-out faces: masked input, each method's completion, the original."
     import matplotlib.pyplot as plt
 
-    x, m = masked_batch(faces, range(min(n_faces, len(faces))), make_mask_sampler(mask_sampler),
+    x, m = masked_batch(faces, range(min(n_faces, len(faces))), _as_sampler(mask_sampler),
                         np.random.default_rng([seed, STAGE_SEEDS["evaluate"], 99]))
     columns = {"masked": x * (1 - m) + 0.5 * m}
     with torch.no_grad():
@@ -555,13 +557,13 @@ def example_figure(methods: dict[str, Callable], faces: FaceArrays, n_faces: int
 
 
 def feature_tsne(encoder: GenerativeEncoder, faces: FaceArrays, n_faces: int = 10, masks_per_face: int = 8,
-                 mask_sampler: str = "mixed", seed: int = 0, plot: bool = True):
+                 mask_sampler: str | Callable = "mixed", seed: int = 0, plot: bool = True):
     "t-SNE of the features of `n_faces` faces under `masks_per_face` masks each; returns (coordinates, face ids, scores, figure)."
     from sklearn.manifold import TSNE
     from sklearn.metrics import silhouette_score
 
     n_faces = min(n_faces, len(faces))
-    sampler = make_mask_sampler(mask_sampler)
+    sampler = _as_sampler(mask_sampler)
     index = np.repeat(np.arange(n_faces), masks_per_face)
     x, m = masked_batch(faces, index, sampler, np.random.default_rng([seed, STAGE_SEEDS["evaluate"], 7]))
     with torch.no_grad():
@@ -595,7 +597,7 @@ def evaluate_run(out_dir: str | os.PathLike, n_faces: int = 500, mask_sampler: s
         for mode in modes:
             encoder = load_generative_encoder(out / folder, prior_mode=mode)
             methods[f"{cfg.variant} {stage}" + (f", {mode}" if len(modes) > 1 else "")] = encoder.inpaint
-    sampler = mask_sampler or cfg.mask_sampler
+    sampler = cfg.build_mask_sampler(mask_sampler)
     table = evaluate_inpainting(methods, held, sampler, n_faces, cfg.seed)
     table.to_csv(out / "evaluation.csv")
     import matplotlib.pyplot as plt

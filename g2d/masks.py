@@ -27,8 +27,8 @@ __all__ = ['MASK_KINDS', 'JAW_POINTS', 'NOSE_BRIDGE', 'RIGHT_EYE', 'LEFT_EYE', '
            'MaskError', 'MaskGeometryError', 'MaskTemplateError', 'MaskConfig', 'check_landmarks68', 'mask_anchors',
            'estimate_yaw', 'kind_of_template', 'MaskTemplate', 'MaskTemplates', 'write_test_templates', 'MaskSpec',
            'random_mask_spec', 'draw_builtin_mask', 'MaskedFace', 'face_region', 'apply_mask', 'segment_occlusion',
-           'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'flip_landmarks68', 'FlipTranslate', 'mask_statistics',
-           'summarize_statistics', 'mask_figure', 'mask_folder', 'configure_cli']
+           'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'resolve_mask_templates', 'flip_landmarks68',
+           'FlipTranslate', 'mask_statistics', 'summarize_statistics', 'mask_figure', 'mask_folder', 'configure_cli']
 
 # %% ../nbs/03b_masks.ipynb #4e491610
 #: The mask kinds, each drawn by a built-in template and, where a template folder has one, by its templates.
@@ -772,22 +772,47 @@ class RandomMasker:
     "Draw a random mask (see above): `RandomMasker(templates, kinds, p)(image, landmarks, rng) -> MaskedFace`."
 
     def __init__(self, templates: MaskTemplates | None = None, kinds: Sequence[str] = MASK_KINDS, p: float = 1.0,
-                 config: MaskConfig | None = None):
+                 config: MaskConfig | None = None, unmask_failures: bool = False):
         if not 0 <= p <= 1:
             raise ConfigError(f"p must be in [0, 1], got {p}")
         random_mask_spec(np.random.default_rng(0), kinds, templates)  # checks the kinds
         self.templates, self.kinds, self.p, self.config = templates, tuple(kinds), float(p), config or MaskConfig()
+        self.unmask_failures, self.failures = unmask_failures, 0
 
     def __call__(self, image, landmarks68, rng: np.random.Generator | None = None) -> MaskedFace:
         rng = rng if rng is not None else np.random.default_rng()
         image = _check_image(image)
-        if rng.random() >= self.p:
-            zeros = np.zeros(image.shape[:2], np.uint8)
-            return MaskedFace(image.copy(), zeros, None, 0.0, 0.0, zeros.astype(np.float32), None)
-        return apply_mask(image, landmarks68, random_mask_spec(rng, self.kinds, self.templates), self.templates, self.config)
+        if rng.random() < self.p:
+            try:
+                return apply_mask(image, landmarks68, random_mask_spec(rng, self.kinds, self.templates), self.templates,
+                                  self.config)
+            except MaskGeometryError:
+                if not self.unmask_failures:
+                    raise
+                self.failures += 1
+        zeros = np.zeros(image.shape[:2], np.uint8)
+        return MaskedFace(image.copy(), zeros, None, 0.0, 0.0, zeros.astype(np.float32), None)
 
     def __repr__(self) -> str:
         return f"RandomMasker(kinds={self.kinds}, p={self.p}, templates={self.templates!r})"
+
+
+def resolve_mask_templates(templates: str | os.PathLike | MaskTemplates | None = "auto",
+                           root: str | os.PathLike | None = None) -> MaskTemplates | None:
+    "Templates from a setting: 'auto' (the data root's `mask_templates`, else None), 'builtin'/None (None), a folder."
+    if templates is None or isinstance(templates, MaskTemplates):
+        return templates
+    if str(templates) == "builtin":
+        return None
+    if str(templates) != "auto":
+        return MaskTemplates.load(templates)
+    from g2d.core import DataRootError, find_datasets
+
+    try:
+        folder = find_datasets(root).get("mask_templates")
+    except DataRootError:
+        folder = None
+    return MaskTemplates.load(folder) if folder is not None else None
 
 
 #: Index of each of the 68 landmarks in the mirrored face (iBUG order).
@@ -971,17 +996,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
 
     def run(args) -> int:
         from g2d.cli import print_result
-        from g2d.core import DataRootError, find_datasets
 
-        templates = None
-        if args.templates:
-            templates = MaskTemplates.load(args.templates)
-        elif not args.builtin:
-            try:
-                folder = find_datasets(args.root).get("mask_templates")
-            except DataRootError:
-                folder = None
-            templates = MaskTemplates.load(folder) if folder else None
+        templates = resolve_mask_templates(args.templates or ("builtin" if args.builtin else "auto"), args.root)
         report = mask_folder(args.in_dir, args.out_dir, templates, args.seed, args.size, args.kinds,
                              progress=not args.json)
         print_result(report, args.json, _format_report)

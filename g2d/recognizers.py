@@ -8,7 +8,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -17,14 +17,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .core import ConfigError, G2DError, StageConfig, pick_device, seed_everything
+from .masks import MASK_KINDS, MaskedFace, RandomMasker, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 
 # %% auto #0
-__all__ = ['RECOGNIZER_INPUTS', 'HEADS', 'MASKERS', 'RECOGNIZER_FIELDS', 'BaselineConfig', 'MaskedFace', 'Masker',
-           'LowerFaceMasker', 'register_masker', 'build_masker', 'LandmarkedFaces', 'training_faces',
-           'MaskedFaceDataset', 'masked_face_batches', 'ResNetRecognizer', 'MarginHead', 'ArcFaceHead',
-           'ElasticArcFaceHead', 'build_head', 'run_folder', 'fit_in_run_folder', 'step_schedule', 'choose_masked',
-           'recognizer_input', 'train_recognizer']
+__all__ = ['RECOGNIZER_INPUTS', 'HEADS', 'RECOGNIZER_FIELDS', 'BaselineConfig', 'training_masker', 'LandmarkedFaces',
+           'training_faces', 'MaskedFaceDataset', 'masked_face_batches', 'ResNetRecognizer', 'MarginHead',
+           'ArcFaceHead', 'ElasticArcFaceHead', 'build_head', 'run_folder', 'fit_in_run_folder', 'step_schedule',
+           'choose_masked', 'recognizer_input', 'train_recognizer']
 
 # %% ../nbs/10a_recognizers.ipynb #43a57b59
 RECOGNIZER_INPUTS: tuple[str, ...] = ("clean", "masked", "inpainted")
@@ -56,7 +56,8 @@ class BaselineConfig(StageConfig):
     weight_decay: float = 5e-4
     lr_milestones: tuple[float, ...] = (0.6, 0.85)  # fractions of the steps where the lr drops tenfold
     flip: bool = True  # random horizontal flips
-    masker: str = "lower_face"  # a name in MASKERS (g2d.masks registers its maskers there)
+    mask_templates: str = "auto"  # auto (the data root's mask_templates, else built-in) | builtin | a folder
+    mask_kinds: tuple[str, ...] = MASK_KINDS  # the mask kinds drawn (g2d.masks.MASK_KINDS)
     mask_probability: float = 0.5  # share of faces masked where a baseline mixes masked and clean faces
     inpainter: str = "telea"  # inpainter of the DoDGAN-like baseline (a name in g2d.baselines.INPAINTERS)
     srt_margin: float = 2.0  # self-restrained triplet margin (squared distances of unit vectors, in [0, 4])
@@ -81,7 +82,7 @@ class BaselineConfig(StageConfig):
     }
 
     def __post_init__(self):
-        for name in ("blocks", "lr_milestones"):  # lists when read back from JSON parameters
+        for name in ("blocks", "lr_milestones", "mask_kinds"):  # lists when read back from JSON parameters
             object.__setattr__(self, name, tuple(getattr(self, name)))
         problems = []
         if self.dataset not in ("synthetic", "celeba"):
@@ -98,6 +99,8 @@ class BaselineConfig(StageConfig):
             problems.append("steps and finetune_steps must be >= 0")
         if not 0 <= self.mask_probability <= 1:
             problems.append(f"mask_probability must be in [0, 1], got {self.mask_probability}")
+        if not self.mask_kinds or not set(self.mask_kinds) <= set(MASK_KINDS):
+            problems.append(f"mask_kinds must be a non-empty subset of {MASK_KINDS}, got {self.mask_kinds}")
         if problems:
             raise ConfigError("BaselineConfig: " + "; ".join(problems))
 
@@ -107,47 +110,9 @@ class BaselineConfig(StageConfig):
         return hashlib.sha256(json.dumps({f: params[f] for f in fields}, sort_keys=True).encode()).hexdigest()[:10]
 
 # %% ../nbs/10a_recognizers.ipynb #a5185a1a
-@dataclass
-class MaskedFace:
-    "A masked face: `image` (H x W x 3 uint8) and `occlusion` (H x W bool, True where the mask covers the face)."
-    image: np.ndarray
-    occlusion: np.ndarray
-
-
-class Masker(Protocol):
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> MaskedFace: ...
-
-
-class LowerFaceMasker:
-    "The lower face (jaw points closed over the nose bridge, `g2d.align.OCCLUDER_POINTS`) filled with a random colour."
-
-    def __call__(self, image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> MaskedFace:
-        import cv2
-
-        from g2d.align import OCCLUDER_POINTS, draw_lower_face_occluder
-
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        masked = draw_lower_face_occluder(image, landmarks, color=colour)
-        occlusion = np.zeros(image.shape[:2], np.uint8)
-        polygon = np.round(np.asarray(landmarks)[list(OCCLUDER_POINTS)]).astype(np.int32)
-        cv2.fillPoly(occlusion, [polygon], 1)
-        occlusion = cv2.dilate(occlusion, np.ones((3, 3), np.uint8))  # include the anti-aliased edge
-        return MaskedFace(masked, occlusion.astype(bool))
-
-
-MASKERS: dict[str, Callable[[], Masker]] = {"lower_face": LowerFaceMasker}
-
-
-def register_masker(name: str, factory: Callable[[], Masker]) -> None:
-    "Make `factory()` (a `Masker`) available to every baseline as `BaselineConfig(masker=name)`."
-    MASKERS[name] = factory
-
-
-def build_masker(name: str) -> Masker:
-    "The masker registered as `name`."
-    if name not in MASKERS:
-        raise ConfigError(f"unknown masker {name!r}; registered: {', '.join(sorted(MASKERS))}")
-    return MASKERS[name]()
+def training_masker(cfg: BaselineConfig) -> RandomMasker:
+    "`g2d.masks.RandomMasker` of `cfg.mask_kinds` with the templates `cfg.mask_templates` resolves to (see above)."
+    return RandomMasker(resolve_mask_templates(cfg.mask_templates, cfg.data_root), cfg.mask_kinds, unmask_failures=True)
 
 # %% ../nbs/10a_recognizers.ipynb #7fd69a8e
 class LandmarkedFaces(Dataset):
@@ -209,7 +174,8 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 class MaskedFaceDataset(Dataset):
     "Items `{'clean', 'masked': 3 x H x W in [0, 1], 'mask': 1 x H x W (1 = occluded), 'label'}` (see above)."
 
-    def __init__(self, faces: LandmarkedFaces, masker: Masker, seed: int = 0, epoch: int = 0, flip: bool = True):
+    def __init__(self, faces: LandmarkedFaces, masker: Callable[..., MaskedFace], seed: int = 0, epoch: int = 0,
+                 flip: bool = True):
         self.faces, self.masker, self.seed, self.epoch, self.flip = faces, masker, seed, epoch, flip
 
     def __len__(self) -> int:
@@ -229,7 +195,7 @@ class MaskedFaceDataset(Dataset):
 def masked_face_batches(cfg: BaselineConfig, faces: LandmarkedFaces | None = None) -> Callable:
     "`start_step -> endless batch iterator` (for `g2d.training.fit`) of `MaskedFaceDataset` batches, reshuffled per epoch."
     faces = faces if faces is not None else training_faces(cfg)
-    masker = build_masker(cfg.masker)
+    masker = training_masker(cfg)
     if len(faces) < cfg.batch_size:
         raise ConfigError(f"{faces!r} has fewer faces than one batch ({cfg.batch_size})")
 
@@ -357,7 +323,8 @@ def build_head(cfg: BaselineConfig, n_classes: int, kind: str | None = None) -> 
 # %% ../nbs/10a_recognizers.ipynb #4ebca4d4
 RECOGNIZER_FIELDS = ("dataset", "n_identities", "images_per_identity", "min_images_per_identity", "image_size", "width",
                      "blocks", "embedding_dim", "head", "scale", "margin", "margin_std", "steps", "batch_size", "lr",
-                     "momentum", "weight_decay", "lr_milestones", "flip", "masker", "mask_probability", "seed")
+                     "momentum", "weight_decay", "lr_milestones", "flip", "mask_templates", "mask_kinds",
+                     "mask_probability", "seed")
 
 
 def run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str]) -> Path | None:

@@ -8,8 +8,9 @@ from g2d.baselines import (BASELINES, RECOGNIZERS, BaselineEmbedder, InpaintThen
                            embed_faces, get_baseline, register_inpainter, train_baseline)
 from g2d.core import ConfigError
 from g2d.finetuned import batch_negatives, maskinv_loss, self_restrained_triplet_loss, triplet_loss
-from g2d.recognizers import (ArcFaceHead, BaselineConfig, ElasticArcFaceHead, MaskedFaceDataset, build_masker,
-                             train_recognizer, training_faces)
+from g2d.masks import MaskedFace, write_test_templates
+from g2d.recognizers import (ArcFaceHead, BaselineConfig, ElasticArcFaceHead, MaskedFaceDataset, train_recognizer,
+                             training_faces, training_masker)
 
 torch.set_num_threads(1)
 
@@ -24,9 +25,9 @@ def _cosines(emb, weight):
 
 @pytest.fixture(scope="module")
 def faces():
-    "Eight synthetic faces: clean, masked (lower-face occluder) and their occlusion maps."
-    cfg = BaselineConfig.from_profile("smoke", n_identities=4, images_per_identity=2)
-    items = [MaskedFaceDataset(training_faces(cfg), build_masker("lower_face"), flip=False)[i] for i in range(8)]
+    "Eight synthetic faces: clean, masked (g2d.masks' built-in masks) and their occlusion maps."
+    cfg = BaselineConfig.from_profile("smoke", n_identities=4, images_per_identity=2, mask_templates="builtin")
+    items = [MaskedFaceDataset(training_faces(cfg), training_masker(cfg), flip=False)[i] for i in range(8)]
     return {k: torch.stack([it[k] for it in items]) for k in ("clean", "masked", "mask")}
 
 
@@ -96,9 +97,36 @@ def test_batch_negatives_pick_another_identity():
         assert (labels[batch_negatives(labels, torch.Generator().manual_seed(seed))] != labels).all()
 
 
-def test_masker_and_opencv_inpainters_change_only_the_occluded_pixels(faces):
+@pytest.mark.parametrize("templates", ["builtin", "folder"])
+def test_training_masker_draws_g2d_masks_deterministically(templates, tmp_path):
+    folder = str(write_test_templates(tmp_path / "templates")) if templates == "folder" else "builtin"
+    cfg = BaselineConfig.from_profile("smoke", n_identities=2, images_per_identity=2, mask_templates=folder,
+                                      mask_kinds=["surgical", "cloth"])
+    assert BaselineConfig.from_params(cfg.to_params()) == cfg and cfg.mask_kinds == ("surgical", "cloth")
+    masker = training_masker(cfg)
+    assert (masker.templates is None) == (templates == "builtin") and masker.kinds == ("surgical", "cloth")
+    faces = training_faces(cfg)
+    image, landmarks, _ = faces[0]
+    drawn = masker(image, landmarks, np.random.default_rng([0, 1, 2]))
+    again = masker(image, landmarks, np.random.default_rng([0, 1, 2]))
+    assert isinstance(drawn, MaskedFace) and drawn.spec.kind in ("surgical", "cloth") and drawn.occlusion.any()
+    assert np.array_equal(drawn.image, again.image) and np.array_equal(drawn.occlusion, again.occlusion)
+    assert (templates == "folder") == (drawn.template is not None and not drawn.template.startswith("builtin:"))
+    changed = (drawn.image != image).any(-1)
+    assert not changed[drawn.alpha == 0].any() and changed[drawn.occlusion > 0].mean() > 0.9
+    # dataset items: the same for the same (seed, epoch, index), new masks in another epoch
+    item = lambda epoch, i: MaskedFaceDataset(faces, masker, seed=3, epoch=epoch, flip=False)[i]["masked"]
+    assert all(torch.equal(item(0, i), item(0, i)) for i in range(len(faces)))
+    assert any(not torch.equal(item(0, i), item(1, i)) for i in range(len(faces)))
+    # a face whose landmarks cannot carry a mask stays unmasked instead of stopping the run
+    left = masker(image, np.repeat(landmarks[:1], 68, 0), np.random.default_rng(0))
+    assert not left.occlusion.any() and np.array_equal(left.image, image) and masker.failures == 1
+
+
+def test_opencv_inpainters_change_only_the_occluded_pixels(faces):
     outside = 1 - faces["mask"]
-    assert torch.equal(faces["masked"] * outside, faces["clean"] * outside)
+    changed = ((faces["masked"] - faces["clean"]).abs().sum(1, keepdim=True) > 0).float()
+    assert (changed * faces["mask"]).sum() > 0.9 * faces["mask"].sum() > 0
     for method in ("telea", "ns"):
         restored = OpenCVInpainter(method)(faces["masked"], faces["mask"])
         assert torch.equal(restored * outside, faces["masked"] * outside)
@@ -114,7 +142,7 @@ def test_config_profiles_and_errors():
     with pytest.raises(ConfigError):
         get_baseline("no-such-baseline")
     with pytest.raises(ConfigError):
-        build_masker("no-such-masker")
+        BaselineConfig.from_profile("smoke", mask_kinds=["scarf"])
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from g2d.inpainting import (AppearancePrior, ColourPalette, GenerativeEncoder, G
 from g2d.inpainting_training import (InpaintingConfig, evaluate_inpainting, load_faces, load_generative_encoder,
                                      make_mask_sampler, masked_batch, masked_metrics, opencv_inpainter,
                                      save_generative_encoder, train_inpainter)
+from g2d.masks import RandomMasker, write_test_templates
 from g2d.training import TrainingDiverged
 
 TINY = dict(n_colours=16, grid=8, prior_dim=16, prior_layers=1, prior_heads=2, widths=(4, 8, 8))
@@ -116,15 +117,38 @@ def test_gradient_penalty_reaches_the_critic_parameters():
     assert penalty.item() > 0 and all(p.grad is not None and p.grad.abs().sum() > 0 for p in weights)
 
 
-def test_masks_are_binary_deterministic_and_pluggable(faces):
+def test_masks_are_binary_deterministic_and_pluggable(faces, tmp_path):
     train, _ = faces
-    for name in ("strokes", "lower_face", "mixed"):
-        sampler = make_mask_sampler(name)
-        a = sampler(train.images[0], train.landmarks[0], np.random.default_rng(3))
-        b = sampler(train.images[0], train.landmarks[0], np.random.default_rng(3))
-        assert a.shape == (32, 32) and np.array_equal(a, b) and set(np.unique(a)) <= {0.0, 1.0} and a.any()
+    folder = write_test_templates(tmp_path / "templates")
+    for name in ("strokes", "masks", "mixed"):
+        for templates in ("builtin", folder):
+            sampler = make_mask_sampler(name, templates)
+            a = sampler(train.images[0], train.landmarks[0], np.random.default_rng(3))
+            b = sampler(train.images[0], train.landmarks[0], np.random.default_rng(3))
+            assert a.shape == (32, 32) and np.array_equal(a, b) and set(np.unique(a)) <= {0.0, 1.0} and a.any()
     with pytest.raises(ConfigError):
         make_mask_sampler("paint")
+    with pytest.raises(ConfigError):
+        tiny_config(mask_kinds=["scarf"])
+
+
+def test_face_masks_come_from_g2d_masks_also_on_flipped_faces(faces, tmp_path):
+    train, _ = faces
+    cfg = tiny_config(mask_templates=str(write_test_templates(tmp_path / "templates")), mask_kinds=["cloth"])
+    assert InpaintingConfig.from_params(json.loads(json.dumps(cfg.to_params()))) == cfg
+    sampler = cfg.build_mask_sampler("masks")
+    assert sampler.templates is not None and sampler.masker.kinds == ("cloth",)
+    image, landmarks = train.images[0], train.landmarks[0]
+    expected = RandomMasker(sampler.templates, ("cloth",))(image, landmarks, np.random.default_rng(5)).occlusion
+    assert np.array_equal(sampler(image, landmarks, np.random.default_rng(5)), expected.astype(np.float32))
+    x, m = masked_batch(train, range(16), sampler, np.random.default_rng(0), flip=True)
+    assert sampler.masker.failures == 0 and (m.flatten(1).sum(1) > 0).all()
+    # a face whose landmarks cannot carry a mask gets strokes instead of stopping the run
+    collapsed = np.repeat(landmarks[:1], 68, 0)
+    assert sampler(image, collapsed, np.random.default_rng(0)).any() and sampler.masker.failures == 1
+    # the evaluation helpers take a sampler as well as a name
+    table = evaluate_inpainting({"copy": lambda x, m: x}, faces[1], sampler, n_faces=2)
+    assert table.loc["copy", "l1_mean"] == 0
 
 
 def test_faces_split_by_identity(faces):

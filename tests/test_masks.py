@@ -11,7 +11,8 @@ import pytest
 
 from g2d.masks import (MASK_KINDS, FlipTranslate, MaskedFace, MaskError, MaskGeometryError, MaskProtocol, MaskSpec,
                        MaskTemplateError, MaskTemplates, RandomMasker, apply_mask, estimate_yaw, flip_landmarks68,
-                       occlusion_iou, random_mask_spec, segment_occlusion, write_test_templates)
+                       occlusion_iou, random_mask_spec, resolve_mask_templates, segment_occlusion,
+                       write_test_templates)
 from g2d.synthetic import SyntheticFaces
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,6 +137,31 @@ def test_random_masker_and_augmentation(faces, tiny_templates):
     shifted, moved = FlipTranslate(flip_p=0.0, max_shift=0.1)(image, landmarks, np.random.default_rng(1))[:2]
     offset = moved - landmarks
     assert np.allclose(offset, offset[0]) and np.allclose(offset[0], np.round(offset[0]))
+
+
+def test_random_masker_can_leave_faces_it_cannot_mask_unmasked(faces):
+    image, landmarks = faces[0]
+    collapsed = np.repeat(landmarks[:1], 68, 0)
+    with pytest.raises(MaskGeometryError):
+        RandomMasker()(image, collapsed, np.random.default_rng(0))
+    masker = RandomMasker(unmask_failures=True)
+    left = masker(image, collapsed, np.random.default_rng(0))
+    assert masker.failures == 1 and left.spec is None and not left.occlusion.any() and np.array_equal(left.image, image)
+    assert masker(image, landmarks, np.random.default_rng(0)).occlusion.any() and masker.failures == 1
+
+
+def test_resolve_mask_templates(tmp_path, tiny_templates):
+    folder = write_test_templates(tmp_path / "templates")
+    assert resolve_mask_templates("builtin") is None and resolve_mask_templates(None) is None
+    assert resolve_mask_templates(tiny_templates) is tiny_templates
+    assert resolve_mask_templates(str(folder)).bases == tiny_templates.bases
+    root = tmp_path / "root"
+    root.mkdir()
+    assert resolve_mask_templates("auto", root) is None  # a data root without mask_templates: built-in masks
+    write_test_templates(root / "mask_templates")
+    assert resolve_mask_templates("auto", root).bases == tiny_templates.bases
+    with pytest.raises(MaskTemplateError):
+        resolve_mask_templates(tmp_path / "nowhere")
 
 
 def test_grabcut_segmentation_recovers_the_mask(faces):
