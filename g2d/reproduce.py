@@ -112,6 +112,8 @@ def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: st
 
     notebooks = find_experiments(cfg)
     params = experiment_parameters(cfg)
+    # the notebooks run in their own folder: give them this run's cache root (checkpoints, face caches) unless set
+    os.environ.setdefault("G2D_CACHE", str((Path(cfg.runs_dir) / "cache").resolve()))
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     cfg.executed_dir.mkdir(parents=True, exist_ok=True)
     manifest = RunManifest(what=f"reproduce --profile {cfg.profile}",
