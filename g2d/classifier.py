@@ -40,12 +40,16 @@ class FeatureClassifier(nn.Module):
 # %% ../nbs/08_classifier.ipynb #9764d1f2
 def train_classifier(cfg: ClassifierConfig, encoder: nn.Module, reformer: nn.Module, data, num_identities: int,
                      out_dir, device="cpu", progress: bool = True):
-    "Train a `FeatureClassifier` on frozen encoder + reformer; `data` yields (masked x, m, identity, index)."
+    "Train a `FeatureClassifier` on frozen encoder + reformer; `data` yields (masked x, m, identity, index). DDP-aware."
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
     from g2d.training import Checkpointer, epoch_batches, fit
     seed_everything(cfg.seed)
     out_dir = Path(out_dir)
     encoder, reformer = freeze(encoder.to(device)), freeze(reformer.to(device))
     clf = FeatureClassifier(reformer.embedding_dim, num_identities).to(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    wrapped, rank = (DDP(clf), dist.get_rank()) if distributed else (clf, 0)
     opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
 
@@ -53,12 +57,13 @@ def train_classifier(cfg: ClassifierConfig, encoder: nn.Module, reformer: nn.Mod
         x, m, labels, _ = (b.to(device) for b in batch)
         with torch.no_grad():
             emb = reformer(encoder(x, m))
-        logits = clf(emb)
+        logits = wrapped(emb)
         loss = F.cross_entropy(logits, labels)
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         return {"ce": float(loss.detach()), "accuracy": float((logits.argmax(1) == labels).float().mean())}
 
     log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e)), cfg.steps,
-              {"classifier": clf, "optimizer": opt, "scheduler": sched}, Checkpointer(out_dir / "checkpoints"),
-              cfg.checkpoint_every, out_dir / "log.jsonl", desc="classifier", progress=progress)
+              {"classifier": clf, "optimizer": opt, "scheduler": sched},
+              Checkpointer(out_dir / "checkpoints") if rank == 0 else None, cfg.checkpoint_every,
+              out_dir / "log.jsonl" if rank == 0 else None, desc="classifier", progress=progress and rank == 0)
     return clf, log

@@ -1,4 +1,4 @@
-"Reformer losses against loop formulas, frozen encoder, resume, and DDP (2 gloo CPU processes)."
+"Reformer losses against loop formulas, frozen encoder, resume, and DDP of reformer + classifier (2 gloo CPU processes)."
 import itertools, math, os, socket
 import pytest
 import torch
@@ -8,6 +8,7 @@ from torch.utils.data import TensorDataset
 from g2d.reformer import (ReformerConfig, Reformer, FirstOrderHead, normalised_distances, triplet_angles,
                           rkd_distance_loss, rkd_angle_loss, reformer_losses, train_reformer)
 from g2d.core import G2DError
+from g2d.classifier import ClassifierConfig, train_classifier
 
 
 class TinyEncoder(nn.Module):
@@ -114,6 +115,9 @@ def _ddp_worker(rank, port, out):
         cfg = ReformerConfig.from_profile("smoke", width=4, embedding_dim=16, steps=3, batch_size=4)
         r, _, _ = train_reformer(cfg, TinyEncoder(), data, teacher, os.path.join(out, f"r{rank}"), num_identities=4, progress=False)
         torch.save(r.state_dict(), os.path.join(out, f"rank{rank}.pt"))
+        c, _ = train_classifier(ClassifierConfig.from_profile("smoke", steps=3, batch_size=4), TinyEncoder(), r, data, 4,
+                                os.path.join(out, f"c{rank}"), progress=False)
+        torch.save(c.state_dict(), os.path.join(out, f"classifier{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -128,3 +132,6 @@ def test_ddp_two_ranks_identical(tmp_path):
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
     assert any(not torch.equal(a[k], init[k]) for k in a if a[k].is_floating_point())
+    # the feature classifier trains under the same DDP group: both ranks end with the same weights
+    a, b = torch.load(tmp_path / "classifier0.pt"), torch.load(tmp_path / "classifier1.pt")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
