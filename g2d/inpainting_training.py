@@ -25,12 +25,12 @@ from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, re
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 
 # %% auto #0
-__all__ = ['MASK_SAMPLERS', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'MaskSampler', 'StrokeMasks',
-           'SyntheticFaceMasks', 'MixedMasks', 'make_mask_sampler', 'InpaintingConfig', 'FaceArrays',
-           'split_by_identity', 'load_faces', 'masked_batch', 'batch_stream', 'reconstruction_loss', 'fit_palette',
-           'pretrain_step', 'finetune_step', 'save_generative_encoder', 'load_generative_encoder', 'train_inpainter',
-           'ssim_map', 'masked_metrics', 'opencv_inpainter', 'evaluate_inpainting', 'example_figure', 'feature_tsne',
-           'evaluate_run', 'configure_cli']
+__all__ = ['MASK_SAMPLERS', 'FaceSources', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'MaskSampler',
+           'StrokeMasks', 'SyntheticFaceMasks', 'MixedMasks', 'make_mask_sampler', 'InpaintingConfig', 'FaceArrays',
+           'split_by_identity', 'dataset_faces', 'train_subset', 'load_faces', 'masked_batch', 'batch_stream',
+           'reconstruction_loss', 'fit_palette', 'pretrain_step', 'finetune_step', 'save_generative_encoder',
+           'load_generative_encoder', 'train_inpainter', 'ssim_map', 'masked_metrics', 'opencv_inpainter',
+           'evaluate_inpainting', 'example_figure', 'feature_tsne', 'evaluate_run', 'configure_cli']
 
 # %% ../nbs/06b_inpainting_training.ipynb #29893afa
 def stroke_mask(size: int, rng: np.random.Generator, max_strokes: int = 4, max_vertices: int = 6,
@@ -233,9 +233,13 @@ def split_by_identity(faces: FaceArrays, held_out_share: float, seed: int) -> tu
     return faces.subset(np.flatnonzero(~is_held)), faces.subset(np.flatnonzero(is_held))
 
 
-def load_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
-               root: str | os.PathLike | None = None) -> tuple[FaceArrays, FaceArrays]:
-    "The (train, held-out) faces of `cfg` (synthetic faces, or the CelebA face cache)."
+FaceSources = list  # (key, source photo, 68 source landmarks) per face, in the faces' order
+
+
+def dataset_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
+                  root: str | os.PathLike | None = None) -> tuple[FaceArrays, FaceSources | None, str]:
+    """Every aligned face of `cfg`'s dataset at `cfg.image_size`, where each came from (None for synthetic faces,
+    which have no photo) and a fingerprint of the data."""
     if cfg.dataset == "synthetic":
         from g2d.synthetic import SyntheticFaces
 
@@ -244,19 +248,33 @@ def load_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None
         faces = FaceArrays(np.stack([data[i][0] for i in range(len(data))]),
                            np.stack([data.landmarks68(i) for i in range(len(data))]).astype(np.float32),
                            np.asarray(data.targets))
-    else:
-        from g2d.facecache import DETECTION_METHODS, dataset_align_config, dataset_face_cache
+        return faces, None, f"synthetic-{cfg.synthetic_identities}x{cfg.synthetic_images_per_identity}-{cfg.image_size}-{cfg.seed}"
+    from g2d.facecache import DETECTION_METHODS, dataset_align_config, dataset_face_cache
 
-        cache = dataset_face_cache(cfg.dataset, root=root, config=dataset_align_config(cfg.dataset, cfg.align_profile),
-                                   cache_dir=cache_dir, progress=False)
-        keep = np.flatnonzero(np.isin(cache.statuses, DETECTION_METHODS))
-        faces = FaceArrays(cache.array("images")[keep], cache.array("landmarks")[keep].astype(np.float32),
-                           cache.array("labels")[keep]).resized(cfg.image_size)
+    cache = dataset_face_cache(cfg.dataset, root=root, config=dataset_align_config(cfg.dataset, cfg.align_profile),
+                               cache_dir=cache_dir, progress=False)
+    keep = np.flatnonzero(np.isin(cache.statuses, DETECTION_METHODS))
+    faces = FaceArrays(cache.array("images")[keep], cache.array("landmarks")[keep].astype(np.float32),
+                       cache.array("labels")[keep]).resized(cfg.image_size)
+    source_landmarks = cache.array("source_landmarks")[keep]
+    sources = [(Path(cache.sources[row]).name, cache.sources[row], source_landmarks[k]) for k, row in enumerate(keep)]
+    return faces, sources, cache.fingerprint
+
+
+def train_subset(train: FaceArrays, cfg: InpaintingConfig) -> np.ndarray:
+    "Indices of the training faces kept under `cfg.max_train_images` (all of them when it is None), sorted."
+    if cfg.max_train_images is None or len(train) <= cfg.max_train_images:
+        return np.arange(len(train))
+    return np.sort(np.random.default_rng(cfg.seed).choice(len(train), cfg.max_train_images, replace=False))
+
+
+def load_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
+               root: str | os.PathLike | None = None) -> tuple[FaceArrays, FaceArrays]:
+    "The (train, held-out) faces of `cfg` (synthetic faces, or the CelebA face cache)."
+    faces, _, _ = dataset_faces(cfg, cache_dir, root)
     train, held = split_by_identity(faces, cfg.held_out_share, cfg.seed)
-    if cfg.max_train_images is not None and len(train) > cfg.max_train_images:
-        train = train.subset(np.sort(np.random.default_rng(cfg.seed).choice(len(train), cfg.max_train_images,
-                                                                               replace=False)))
-    return train, held
+    return train.subset(train_subset(train, cfg)), held
+
 
 # %% ../nbs/06b_inpainting_training.ipynb #c770abf6
 def masked_batch(faces: FaceArrays, index: Sequence[int], sampler: Callable, rng: np.random.Generator,
