@@ -3,8 +3,12 @@
 # %% ../nbs/10c_baselines.ipynb #84d9f1c8
 from __future__ import annotations
 
+import hashlib
+import json
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -12,14 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import ConfigError, G2DError
+from .core import ConfigError, G2DError, cache_root, check_profile_name, pick_device
+from .evaluate import EvaluateConfig, FaceEmbedder, dlib_chip_crop, register_model, template_crop
 from .finetuned import has_occlusion, train_maskinv, train_srt
 from .recognizers import BaselineConfig, train_recognizer
 
 # %% auto #0
-__all__ = ['INPAINTERS', 'BASELINES', 'RECOGNIZERS', 'OpenCVInpainter', 'build_inpainter', 'InpaintThenRecognize', 'Baseline',
-           'register_baseline', 'register_inpainter', 'get_baseline', 'train_baseline', 'embed_faces',
-           'BaselineEmbedder', 'configure_cli']
+__all__ = ['INPAINTERS', 'CROPS', 'BASELINES', 'RECOGNIZERS', 'LEARNED_INPAINTERS', 'BASELINE_PREFIX', 'OpenCVInpainter',
+           'build_inpainter', 'InpaintThenRecognize', 'Baseline', 'register_baseline', 'register_inpainter',
+           'get_baseline', 'train_baseline', 'embed_faces', 'GenerativeInpainter', 'generative_inpainter',
+           'baseline_run_dir', 'BaselineEmbedder', 'parse_baseline_spec', 'is_baseline_spec', 'load_baseline',
+           'configure_cli']
 
 # %% ../nbs/10c_baselines.ipynb #0b9d9291
 class OpenCVInpainter:
@@ -98,6 +105,19 @@ class Baseline:
     description: str
     train: Callable[[BaselineConfig], Any]
     embed: Callable[[Any, Any, Any], torch.Tensor]
+    crop: str = "template"  # the evaluation crop: template (ArcFace template, cfg.image_size) | dlib_chip (150 px)
+
+    def __post_init__(self):
+        if self.crop not in CROPS:
+            raise ConfigError(f"baseline {self.name!r}: crop must be one of {CROPS}, got {self.crop!r}")
+
+    @property
+    def reads_occlusion(self) -> bool:
+        "Whether `embed` uses the occlusion maps (a missing map then reads as an unmasked face)."
+        return self.embed is not _plain_embed
+
+
+CROPS: tuple[str, ...] = ("template", "dlib_chip")
 
 
 BASELINES: dict[str, Baseline] = {}
@@ -127,7 +147,7 @@ def _masked_embed(model, faces, masks=None) -> torch.Tensor:
 
 
 register_baseline(Baseline("dlib", "I", "dlib's ResNet face recognizer (pretrained, 150 px chips, 128-d)",
-                           _train_dlib, _plain_embed))
+                           _train_dlib, _plain_embed, crop="dlib_chip"))
 register_baseline(Baseline("arcface", "I", "ResNet + ArcFace head trained on clean faces",
                            lambda cfg: train_recognizer(cfg, "clean"), _plain_embed))
 register_baseline(Baseline("masked-trained", "IV", "ResNet + ArcFace trained from scratch on masked faces",
@@ -145,7 +165,8 @@ register_baseline(Baseline("inpainted-trained", "IV",
 register_baseline(Baseline("srt", "III", "self-restrained triplet embedding-unmasking module on the arcface recognizer",
                            lambda cfg: train_srt(cfg, train_recognizer(cfg, "clean")), _masked_embed))
 register_baseline(Baseline("srt-dlib", "III", "self-restrained triplet embedding-unmasking module on the dlib recognizer",
-                           lambda cfg: train_srt(cfg, _train_dlib(cfg), name="srt-dlib"), _masked_embed))
+                           lambda cfg: train_srt(cfg, _train_dlib(cfg), name="srt-dlib"), _masked_embed,
+                           crop="dlib_chip"))
 register_baseline(Baseline("maskinv", "III", "MaskInv: distillation from the arcface recognizer + ElasticFace",
                            lambda cfg: train_maskinv(cfg, train_recognizer(cfg, "clean")), _plain_embed))
 
@@ -157,7 +178,8 @@ def _inpaint_then(inpainter_name: str, recognizer: Baseline) -> Baseline:
                                     lambda faces: recognizer.embed(model, faces, None))
 
     return Baseline(f"{inpainter_name}+{recognizer.name}", "II",
-                    f"{inpainter_name} inpainting, then the {recognizer.name} recognizer", train, _masked_embed)
+                    f"{inpainter_name} inpainting, then the {recognizer.name} recognizer", train, _masked_embed,
+                    crop=recognizer.crop)
 
 
 def register_inpainter(name: str, factory: Callable[[BaselineConfig], Callable]) -> None:
@@ -193,15 +215,129 @@ def embed_faces(name: str, model, faces, masks=None, batch_size: int = 256) -> t
              for i in range(0, len(faces), batch_size)]
     return torch.cat(parts) if parts else torch.zeros(0, 0)
 
+# %% ../nbs/10c_baselines.ipynb #142f1805
+class GenerativeInpainter(nn.Module):
+    "A g2d generative encoder (`GenerativeEncoder.inpaint`) as a batch inpainter for faces of any size (see above)."
 
-class BaselineEmbedder:
-    "A trained baseline as a face embedder: `embed(faces, occlusions=None) -> (N, D)` L2-normalised (for g2d.evaluate)."
+    def __init__(self, encoder: nn.Module, image_size: int):
+        super().__init__()
+        self.encoder, self.image_size = encoder.requires_grad_(False).eval(), int(image_size)
 
-    def __init__(self, name: str, model, batch_size: int = 256):
-        self.name, self.model, self.batch_size = name, model, batch_size
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen, as in G2D
+        return self
+
+    def forward(self, x: torch.Tensor, m) -> torch.Tensor:
+        hole = _as_mask_batch(m, x) > 0.5
+        side = (self.image_size, self.image_size)
+        device = next(self.encoder.parameters()).device
+        small, small_hole = x.detach().float().to(device), hole.float().to(device)
+        if small.shape[-2:] != side:
+            small = F.interpolate(small, size=side, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+            small_hole = (F.interpolate(small_hole, size=side, mode="area") > 0).float()  # partly occluded: occluded
+        with torch.no_grad():
+            filled = self.encoder.inpaint(small, small_hole).clamp(0, 1)
+        if filled.shape[-2:] != x.shape[-2:]:
+            filled = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+        return torch.where(hole, filled.to(x.device, x.dtype), x)
+
+
+def generative_inpainter(cfg: BaselineConfig, variant: str = "g2d") -> GenerativeInpainter:
+    "G2D's inpainting model of `cfg.profile` and `variant` ('g2d', 'cnn'), trained or reused by g2d.model (see above)."
+    from g2d.model import G2DConfig, train_encoder_stage, training_faces as g2d_training_faces
+
+    g2d_cfg = G2DConfig.from_profile(cfg.profile, variant=variant, data_root=cfg.data_root, cache_dir=cfg.cache_dir,
+                                     device=cfg.device, seed=cfg.seed)
+    faces = g2d_training_faces(g2d_cfg)
+    if cfg.run_dir is not None:
+        encoder = train_encoder_stage(g2d_cfg, Path(cfg.run_dir) / f"encoder-{variant}", faces, cfg.progress)
+    else:
+        with tempfile.TemporaryDirectory() as run_dir:  # only the stage manifest goes there
+            encoder = train_encoder_stage(g2d_cfg, run_dir, faces, cfg.progress)
+    return GenerativeInpainter(encoder, g2d_cfg.encoder_config().image_size)
+
+
+#: g2d's learned inpainters: name -> the `g2d.model` encoder variant.
+LEARNED_INPAINTERS: dict[str, str] = {"ict": "g2d", "cnn": "cnn"}
+for _name, _variant in LEARNED_INPAINTERS.items():
+    register_inpainter(_name, lambda cfg, variant=_variant: generative_inpainter(cfg, variant))
+
+# %% ../nbs/10c_baselines.ipynb #12c80633
+BASELINE_PREFIX = "baseline:"
+
+
+def baseline_run_dir(profile: str, cache_dir=None) -> Path:
+    "Where baselines of `profile` train by default: `<cache root>/baselines-<profile>` (g2d baselines, g2d evaluate)."
+    return cache_root(cache_dir) / f"baselines-{profile}"
+
+
+def _weights_digest(model) -> str:
+    if isinstance(model, nn.Module):
+        digest = hashlib.sha256()
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+    if callable(getattr(model, "fingerprint", None)):
+        return model.fingerprint()
+    raise G2DError(f"cannot fingerprint a {type(model).__name__}: "
+                   "a baseline model is an nn.Module or has a fingerprint() method")
+
+
+class BaselineEmbedder(FaceEmbedder):
+    "A trained baseline for `g2d.evaluate`: its crop, then `Baseline.embed` with the occlusion maps (see above)."
+
+    def __init__(self, name: str, model, image_size: int = 64, batch_size: int = 256, label: str | None = None):
+        self.baseline, self.model = get_baseline(name), model
+        self.image_size, self.batch_size, self.name = int(image_size), int(batch_size), label or name
+        self.requires_occlusion = self.baseline.reads_occlusion
+
+    def geometry(self) -> dict[str, Any]:
+        if self.baseline.crop == "dlib_chip":
+            return dict(crop="dlib_chip", fit="dlib68", size=150, padding=0.25)
+        return dict(crop="arcface_template", size=self.image_size)
+
+    def crop(self, image, landmarks68, occlusion=None):
+        g = self.geometry()
+        if g["crop"] == "dlib_chip":
+            return dlib_chip_crop(image, landmarks68, occlusion, g["fit"], g["size"], g["padding"])
+        return template_crop(image, landmarks68, g["size"], occlusion)
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
-        return embed_faces(self.name, self.model, faces, occlusions, self.batch_size)
+        return embed_faces(self.baseline.name, self.model, faces, occlusions, self.batch_size).detach().float().cpu()
+
+    def fingerprint(self) -> str:
+        text = json.dumps({"baseline": self.baseline.name, **self.geometry(), "weights": _weights_digest(self.model)},
+                          sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_baseline_spec(spec: str) -> tuple[str, str]:
+    "`baseline:NAME[@PROFILE]` -> (NAME, PROFILE); the profile is 'cpu' when left out."
+    if not spec.startswith(BASELINE_PREFIX):
+        raise ConfigError(f"a baseline model is named {BASELINE_PREFIX}NAME[@PROFILE], got {spec!r}")
+    name, at, profile = spec[len(BASELINE_PREFIX):].partition("@")
+    get_baseline(name)
+    return name, check_profile_name(profile if at else "cpu")
+
+
+def is_baseline_spec(spec: str) -> bool:
+    return str(spec).startswith(BASELINE_PREFIX)
+
+
+def load_baseline(spec: str, config: EvaluateConfig | None = None) -> BaselineEmbedder:
+    "The `g2d evaluate` model `baseline:NAME[@PROFILE]`: the baseline trained, or reused, in `baseline_run_dir`."
+    config = config or EvaluateConfig()
+    name, profile = parse_baseline_spec(spec)
+    cfg = BaselineConfig.from_profile(profile, run_dir=str(baseline_run_dir(profile, config.cache_dir)),
+                                      cache_dir=config.cache_dir)
+    model = train_baseline(name, cfg)
+    if isinstance(model, nn.Module):
+        model = model.to(pick_device(config.device))
+    return BaselineEmbedder(name, model, cfg.image_size, config.batch_size, label=spec)
+
+
+register_model(is_baseline_spec, load_baseline)
 
 # %% ../nbs/10c_baselines.ipynb #e9d7f825
 def _format_listing(rows: list[dict]) -> str:
@@ -219,14 +355,13 @@ def configure_cli(parser) -> None:
 
     def run(args) -> int:
         from g2d.cli import print_result
-        from g2d.core import cache_root
 
         if args.name is None:
             rows = [{"name": b.name, "kind": b.kind, "description": b.description}
                     for b in sorted(BASELINES.values(), key=lambda b: (b.kind, b.name))]
             print_result(rows, args.json, _format_listing)
             return 0
-        overrides = {"run_dir": args.run_dir or str(cache_root() / f"baselines-{args.profile}")}
+        overrides = {"run_dir": args.run_dir or str(baseline_run_dir(args.profile))}
         if args.steps is not None:
             overrides["steps"] = args.steps
         cfg = BaselineConfig.from_profile(args.profile, **overrides)

@@ -22,10 +22,10 @@ from .protocols import SETTINGS, ProtocolError
 # %% auto #0
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
            'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
-           'dlib_chip_points', 'DlibChipEmbedder', 'template_crop', 'TemplateEmbedder', 'register_model',
-           'unregister_model', 'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook',
-           'hook_fingerprint', 'ImageEmbeddings', 'embed_images', 'score_trials', 'setting_metrics',
-           'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
+           'dlib_chip_points', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop', 'TemplateEmbedder',
+           'register_model', 'unregister_model', 'registered_models', 'load_model', 'SyntheticMaskingHook',
+           'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'embed_images', 'score_trials',
+           'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -46,6 +46,7 @@ class EvaluateConfig(StageConfig):
     mask_seed: int = 0  # seed of the synthetic masks of the masked settings
     align_workers: int = 2  # processes aligning a dataset whose face cache does not exist yet
     detectors: tuple[str, ...] | None = ("hog", "mmod", "box")  # face detector cascade; None: the align profile's
+    cache_dir: str | None = None  # cache root of models a loader trains or reuses; None: evaluate's, else $G2D_CACHE
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(batch_size=16, device="cpu", align_workers=1, detectors=None),
@@ -164,14 +165,20 @@ class DlibChipEmbedder(_TeacherEmbedder):
         return dict(crop="dlib_chip", fit=self.fit, size=self.size, padding=self.padding)
 
     def crop(self, image, landmarks68, occlusion=None):
-        from g2d.dlib_port import face_chip
+        return dlib_chip_crop(image, landmarks68, occlusion, self.fit, self.size, self.padding)
 
-        five = dlib_chip_points(landmarks68, self.fit, self.size, self.padding)
-        face = face_chip(image, five, self.size, self.padding)
-        if occlusion is None:
-            return face, None
-        as_image = np.repeat((np.asarray(occlusion) > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
-        return face, face_chip(as_image, five, self.size, self.padding)[..., 0] > 127
+
+def dlib_chip_crop(image: np.ndarray, landmarks68: np.ndarray, occlusion: np.ndarray | None = None,
+                   fit: str = "dlib68", size: int = 150, padding: float = 0.25) -> tuple[np.ndarray, np.ndarray | None]:
+    "dlib's chip of a source image placed by its 68 landmarks (see `dlib_chip_points`), and its occlusion map alike."
+    from g2d.dlib_port import face_chip
+
+    five = dlib_chip_points(landmarks68, fit, size, padding)
+    face = face_chip(image, five, size, padding)
+    if occlusion is None:
+        return face, None
+    as_image = np.repeat((np.asarray(occlusion) > 0).astype(np.uint8)[..., None] * 255, 3, axis=2)
+    return face, face_chip(as_image, five, size, padding)[..., 0] > 127
 
 
 def template_crop(image: np.ndarray, landmarks68: np.ndarray, size: int,
@@ -206,8 +213,9 @@ class TemplateEmbedder(_TeacherEmbedder):
 ModelLoader = Callable[[str, EvaluateConfig], FaceEmbedder]
 _MODEL_NAMES: dict[str, ModelLoader] = {}
 _MODEL_PREDICATES: list[tuple[Callable[[str], bool], ModelLoader]] = []
-#: Modules that register models when imported (later chapters: the G2D checkpoint loader); `load_model` imports them.
-MODEL_PLUGIN_MODULES: list[str] = ["g2d.model"]
+#: Modules that register models when imported (later chapters: G2D checkpoints, `baseline:NAME[@PROFILE]`);
+#: `load_model` imports them.
+MODEL_PLUGIN_MODULES: list[str] = ["g2d.model", "g2d.baselines"]
 
 
 def register_model(name_or_predicate: str | Callable[[str], bool], loader: ModelLoader, replace: bool = False) -> None:
@@ -517,6 +525,8 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
 
     start = time.perf_counter()
     config = config or EvaluateConfig.from_profile(profile)
+    if config.cache_dir is None and cache_dir is not None:
+        config = config.replace(cache_dir=str(cache_dir))  # where a model loader trains or finds its model
     wanted = normalize_settings(settings)
     ds = open_dataset(dataset, root)
     real_masks = getattr(ds, "masked", None) is not None
@@ -634,7 +644,8 @@ def _format_report(report: dict) -> str:
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     "Arguments of `g2d evaluate`."
     parser.add_argument("--model", default="teacher",
-                        help="a registered model name (teacher, teacher-flip, ...) or a checkpoint path")
+                        help="a registered model name (teacher, teacher-flip, ...), baseline:NAME[@PROFILE] "
+                             "(g2d baselines lists the names) or a checkpoint path")
     parser.add_argument("--dataset", required=True, help="a pairs dataset: lfw, mfr2, rmfd, mlfw, cplfw")
     parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--setting", nargs="+", default=["umr-ump"], metavar="SETTING",

@@ -1,12 +1,15 @@
 """The baselines (g2d.recognizers, g2d.finetuned, g2d.baselines): losses against direct formulas, every registered
-baseline trained in the smoke profile and embedding masked and unmasked faces, resume, registry behaviour."""
+baseline trained in the smoke profile and embedding masked and unmasked faces, resume, registry behaviour, g2d's
+learned inpainters (G2D's own encoders) in kind II, baselines as `g2d evaluate` models."""
 import numpy as np
 import pytest
 import torch
 
-from g2d.baselines import (BASELINES, RECOGNIZERS, BaselineEmbedder, InpaintThenRecognize, OpenCVInpainter,
-                           embed_faces, get_baseline, register_inpainter, train_baseline)
-from g2d.core import ConfigError
+from g2d.baselines import (BASELINES, LEARNED_INPAINTERS, RECOGNIZERS, BaselineEmbedder, GenerativeInpainter,
+                           InpaintThenRecognize, OpenCVInpainter, build_inpainter, embed_faces, get_baseline,
+                           register_inpainter, train_baseline)
+from g2d.core import ConfigError, G2DError
+from g2d.evaluate import EvaluateConfig, FaceEmbedder, dlib_chip_crop, evaluate, load_model
 from g2d.finetuned import batch_negatives, maskinv_loss, self_restrained_triplet_loss, triplet_loss
 from g2d.masks import MaskedFace, write_test_templates
 from g2d.recognizers import (ArcFaceHead, BaselineConfig, ElasticArcFaceHead, MaskedFaceDataset, train_recognizer,
@@ -149,7 +152,8 @@ def test_config_profiles_and_errors():
 def smoke_run(tmp_path_factory):
     "The smoke configuration all baselines train with, sharing one run folder (kind I trained once)."
     return BaselineConfig.from_profile("smoke", n_identities=8, images_per_identity=4, steps=12, finetune_steps=6,
-                                       run_dir=str(tmp_path_factory.mktemp("baselines")))
+                                       run_dir=str(tmp_path_factory.mktemp("baselines")),
+                                       cache_dir=str(tmp_path_factory.mktemp("cache")))  # G2D's encoders train here
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
@@ -222,3 +226,128 @@ def test_cli_lists_and_trains_baselines(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["baseline"] == "arcface" and list(tmp_path.glob("recognizer-clean-*/step_000002.pt"))
     assert _g2d("baselines", "no-such-baseline").returncode == 1
+
+
+@pytest.mark.parametrize("name", sorted(LEARNED_INPAINTERS))
+def test_learned_inpainters_are_g2ds_encoders_in_kind_two(name, smoke_run, faces):
+    from pathlib import Path
+
+    from g2d.model import G2DConfig, encoder_folder, training_faces as g2d_training_faces
+
+    assert {f"{name}+dlib", f"{name}+arcface"} <= set(BASELINES)
+    assert all(BASELINES[f"{name}+{r}"].kind == "II" for r in ("dlib", "arcface"))
+    fill = build_inpainter(name, smoke_run)
+    assert isinstance(fill, GenerativeInpainter) and fill.image_size == 32  # smoke encoder; the faces are 64 px
+    out = fill(faces["masked"], faces["mask"])
+    assert out.shape == faces["masked"].shape and out.dtype == faces["masked"].dtype
+    assert out.min() >= 0 and out.max() <= 1 and torch.isfinite(out).all()
+    hole = faces["mask"].expand_as(out) > 0.5
+    assert torch.equal(out[~hole], faces["masked"][~hole])  # known pixels: exactly kept
+    assert (out[hole] != faces["masked"][hole]).float().mean() > 0.5  # masked pixels: filled by the model
+    assert torch.equal(fill(faces["clean"], torch.zeros_like(faces["mask"])), faces["clean"])
+    # the encoder is the one G2D trains for this profile and variant (cached by config hash), trained once
+    g2d_cfg = G2DConfig.from_profile("smoke", variant=LEARNED_INPAINTERS[name], cache_dir=smoke_run.cache_dir)
+    folder = encoder_folder(g2d_cfg, g2d_training_faces(g2d_cfg))
+    variant = LEARNED_INPAINTERS[name]
+    assert list((Path(smoke_run.cache_dir) / "encoders").glob(f"synthetic-{variant}-*")) == [folder]
+    built = (folder / "summary.json").stat().st_mtime_ns
+    again = build_inpainter(name, smoke_run)
+    assert (folder / "summary.json").stat().st_mtime_ns == built
+    assert all(torch.equal(a, b) for a, b in zip(fill.state_dict().values(), again.state_dict().values()))
+    # as kind II: only the faces with occluded pixels are inpainted
+    model = train_baseline(f"{name}+arcface", smoke_run)
+    assert isinstance(model.inpainter, GenerativeInpainter)
+    assert torch.allclose(embed_faces(f"{name}+arcface", model, faces["clean"], torch.zeros_like(faces["mask"])),
+                          model.recognizer.embed(faces["clean"]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def eval_cache(tmp_path_factory):
+    "A cache root for the evaluation tests: baselines, encoders, face caches and embeddings, never in the repo."
+    return tmp_path_factory.mktemp("eval-cache")
+
+
+def _synthetic_photo():
+    from g2d.synthetic import SyntheticFaces
+
+    photo = SyntheticFaces(1, 1, size=112, seed=0)
+    image, landmarks = photo.render(0)[0], photo.landmarks68(0)
+    occlusion = np.zeros(image.shape[:2], bool)
+    occlusion[60:100, 20:92] = True
+    return image, landmarks, occlusion
+
+
+def test_load_model_gives_a_baseline_face_embedder(eval_cache):
+    config = EvaluateConfig(cache_dir=str(eval_cache))
+    model = load_model("baseline:arcface@smoke", config)
+    assert isinstance(model, FaceEmbedder) and isinstance(model, BaselineEmbedder)
+    assert model.name == "baseline:arcface@smoke" and not model.requires_occlusion
+    assert list((eval_cache / "baselines-smoke").glob("recognizer-clean-*/step_000030.pt"))  # as g2d baselines does
+    image, landmarks, occlusion = _synthetic_photo()
+    face, occluded = model.crop(image, landmarks, occlusion)
+    assert face.shape == (64, 64, 3) and face.dtype == np.uint8 and occluded.shape == (64, 64) and occluded.any()
+    faces = np.stack([face, face[:, ::-1]])
+    embeddings = model.embed(faces)
+    assert embeddings.shape == (2, 128) and embeddings.device.type == "cpu"
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+    # a second load reuses the checkpoint: same weights, same fingerprint; changed weights, another fingerprint
+    again = load_model("baseline:arcface@smoke", config)
+    assert again.fingerprint() == model.fingerprint()
+    with torch.no_grad():
+        parameter = next(again.model.parameters())
+        parameter.add_(0.01)
+        assert again.fingerprint() != model.fingerprint()
+        parameter.sub_(0.01)
+
+
+def test_baseline_crops_and_occlusion_needs():
+    image, landmarks, occlusion = _synthetic_photo()
+    chip, chip_occlusion = dlib_chip_crop(image, landmarks, occlusion)
+    for name in ("dlib", "telea+dlib", "ict+dlib", "srt-dlib"):
+        face, occluded = BaselineEmbedder(name, None).crop(image, landmarks, occlusion)
+        assert np.array_equal(face, chip) and np.array_equal(occluded, chip_occlusion), name
+    for name, size in (("ict+arcface", 64), ("masked-trained", 64), ("maskinv", 112)):
+        face, _ = BaselineEmbedder(name, None, image_size=size).crop(image, landmarks)
+        assert face.shape == (size, size, 3), name
+    reads = {name for name in BASELINES if BaselineEmbedder(name, None).requires_occlusion}
+    assert reads == {n for n, b in BASELINES.items() if b.kind == "II"} | {"srt", "srt-dlib", "inpainted-trained"}
+
+
+@pytest.mark.parametrize("spec, error", [("baseline:no-such-baseline", ConfigError),
+                                         ("baseline:arcface@huge", ConfigError)])
+def test_bad_baseline_specs_are_clear_errors(spec, error):
+    with pytest.raises(error):
+        load_model(spec)
+
+
+def test_evaluate_a_baseline_on_real_lfw(real_data_root, eval_cache):
+    if not (real_data_root / "lfw").is_dir():
+        pytest.skip(f"needs LFW under {real_data_root} (G2D_DATA)")
+    spec = "baseline:masked-trained@smoke"
+    report = evaluate(spec, "lfw", real_data_root, "all", "smoke", max_pairs=20, cache_dir=eval_cache,
+                      progress=False)
+    assert report["model"] == spec and set(report["settings"]) == {"UMR-UMP", "UMR-MP", "MR-MP"}
+    assert report["counts"]["pairs_evaluated"] == 20 and report["counts"]["pairs"] == 6000
+    for metrics in report["settings"].values():
+        assert metrics["n_genuine"] + metrics["n_impostor"] == 20 and 0 <= metrics["ACC"] <= 1
+    assert list((eval_cache / "baselines-smoke").glob("recognizer-masked-*"))
+    assert report["model_fingerprint"] == load_model(spec, EvaluateConfig(cache_dir=str(eval_cache))).fingerprint()
+
+
+def test_cli_evaluates_a_baseline(tmp_path):
+    import json
+
+    from g2d.datasets import write_example_layout
+
+    write_example_layout("lfw", tmp_path / "data")
+    root, cache = str(tmp_path / "data"), str(tmp_path / "cache")
+    done = _g2d("evaluate", "--model", "baseline:telea+arcface@smoke", "--dataset", "lfw", "--root", root,
+                "--setting", "all", "--cache", cache, "--no-progress", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["model"] == "baseline:telea+arcface@smoke"
+    assert set(report["settings"]) == {"UMR-UMP", "UMR-MP", "MR-MP"}
+    assert list((tmp_path / "cache" / "baselines-smoke").glob("recognizer-clean-*"))  # trained under --cache
+    failed = _g2d("evaluate", "--model", "baseline:no-such-baseline", "--dataset", "lfw", "--root", root,
+                  "--cache", cache)
+    assert failed.returncode == 1 and "no-such-baseline" in failed.stderr
