@@ -16,7 +16,7 @@ from .core import (G2DError, DataRootError, RunManifest, check_profile_name, dat
 
 # %% auto #0
 __all__ = ['EXPERIMENT_PARAMETERS', 'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
-           'data_fingerprint', 'ExperimentFailed', 'run_experiments', 'configure_cli']
+           'experiment_dataset', 'data_fingerprint', 'ExperimentFailed', 'run_experiments', 'configure_cli']
 
 # %% ../nbs/91_reproduce.ipynb #e46a7794
 @dataclass(frozen=True)
@@ -85,6 +85,24 @@ def check_parameters_cell(notebook: str | os.PathLike) -> None:
     missing = [name for name in EXPERIMENT_PARAMETERS if not re.search(rf"^{name}\s*=", source, re.MULTILINE)]
     if missing:
         raise G2DError(f"{notebook}: its parameters cell does not define {missing}")
+
+# %% ../nbs/91_reproduce.ipynb #c38876b9
+def experiment_dataset(name: str, data_root: str | os.PathLike | None, profile: str) -> tuple[str | None, str]:
+    "(data root holding dataset `name`, or None to skip it; a note on what the data is) for an experiment (see above)."
+    import tempfile
+    from g2d.datasets import write_example_layout
+
+    try:
+        found = bool(data_root) and find_datasets(data_root).get(name) is not None
+    except DataRootError:
+        found = False
+    if found:
+        return str(data_root), f"{name} under {data_root}"
+    if profile == "smoke":
+        root = tempfile.mkdtemp(prefix=f"g2d-example-{name}-")
+        write_example_layout(name, root)
+        return root, f"smoke: g2d's tiny example {name} in its publisher's layout (not faces), a wiring check"
+    return None, f"{name} is absent from the data root ({data_root or 'none given'}): skipped"
 
 # %% ../nbs/91_reproduce.ipynb #ffd6fec3
 def data_fingerprint(root: str | os.PathLike | None) -> dict[str, Any]:
