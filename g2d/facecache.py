@@ -379,16 +379,31 @@ def dataset_align_config(dataset: str, profile: str = "cpu", **overrides) -> Ali
     return AlignConfig.from_profile(profile, **{**extra, **overrides})
 
 
+def _folder_for_root(out_dir: Path, dataset: str, root) -> Path:
+    "`out_dir`, unless it holds a cache of another copy of `dataset` (another data root): then a folder named for this root."
+    from g2d.core import DATASET_FOLDERS, data_root
+
+    index = out_dir / INDEX_FILE
+    if not index.is_file():
+        return out_dir
+    folder = os.path.realpath(data_root(root) / DATASET_FOLDERS.get(dataset, dataset))
+    sources = json.loads(index.read_text(encoding="utf-8"))["sources"]
+    if not sources or os.path.realpath(sources[0]).startswith(folder + os.sep):
+        return out_dir
+    return out_dir.with_name(f"{out_dir.name}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}")
+
+
 def dataset_face_cache(dataset: str, root: str | os.PathLike | None = None, config: AlignConfig | None = None,
                        cache_dir: str | os.PathLike | None = None, workers: int = 2, verify: bool = False,
                        progress: bool = True) -> "FaceCache":
     """The aligned-face cache of `dataset` under the data root `root` (default: `dataset_align_config(dataset)`),
-    under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial."""
+    under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial. The cache of another
+    copy of the dataset (another data root) is never returned for this one."""
     from g2d.core import cache_root
     from g2d.datasets import open_dataset
 
     config = config or dataset_align_config(dataset)
-    out_dir = face_cache_dir(cache_root(cache_dir), dataset, config)
+    out_dir = _folder_for_root(face_cache_dir(cache_root(cache_dir), dataset, config), dataset, root)
     if (out_dir / INDEX_FILE).is_file() and not verify:
         return FaceCache(out_dir)
     samples = [(str(path), identity) for path, identity in open_dataset(dataset, root).samples]

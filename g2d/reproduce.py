@@ -86,7 +86,7 @@ def check_parameters_cell(notebook: str | os.PathLike) -> None:
     if missing:
         raise G2DError(f"{notebook}: its parameters cell does not define {missing}")
 
-# %% ../nbs/91_reproduce.ipynb #c38876b9
+# %% ../nbs/91_reproduce.ipynb #6af73b06
 def experiment_dataset(name: str, data_root: str | os.PathLike | None, profile: str) -> tuple[str | None, str]:
     "(data root holding dataset `name`, or None to skip it; a note on what the data is) for an experiment (see above)."
     import tempfile

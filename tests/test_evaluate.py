@@ -240,3 +240,21 @@ def test_real_teacher_on_a_few_lfw_pairs(real_data_root, tmp_path):
     assert report["counts"]["pairs_evaluated"] == 24 and report["counts"]["pairs"] == 6000
     assert metrics["n_genuine"] == 12 and metrics["n_impostor"] == 12
     assert report["counts"]["images_not_aligned"] == 0 and metrics["ACC"] >= 0.9
+
+
+def test_face_cache_of_another_data_root_is_not_reused(tmp_path):
+    "Two copies of a dataset under two data roots get two face caches (a cache is never read for the wrong files)."
+    from g2d.datasets import write_example_layout
+    from g2d.facecache import dataset_align_config, dataset_face_cache
+
+    config = dataset_align_config("lfw", "smoke", detectors=("box",))
+    caches = []
+    for name in ("one", "two"):
+        write_example_layout("lfw", tmp_path / name)
+        caches.append(dataset_face_cache("lfw", tmp_path / name, config, cache_dir=tmp_path / "cache", workers=1,
+                                         progress=False))
+    assert caches[0].path != caches[1].path
+    for cache, name in zip(caches, ("one", "two")):
+        assert all(str(tmp_path / name) in source for source in cache.sources)
+    again = dataset_face_cache("lfw", tmp_path / "one", config, cache_dir=tmp_path / "cache", progress=False)
+    assert again.path == caches[0].path
