@@ -211,3 +211,16 @@ def lfw_photos(real_data_root):
     if not (lfw / "George_W_Bush").is_dir():
         pytest.skip(f"no LFW under {real_data_root}: the photo CLI test needs real face photos")
     return lfw / "George_W_Bush" / "George_W_Bush_0001.jpg", lfw / "George_W_Bush" / "George_W_Bush_0002.jpg"
+
+
+def test_centred_teacher_targets():
+    from g2d.model import centred
+
+    g = torch.Generator().manual_seed(0)
+    raw = torch.nn.functional.normalize(torch.randn(200, 16, generator=g) * 0.2 + 1.0, dim=1)  # one shared direction
+    assert float((raw[:100] * raw[100:]).sum(1).mean()) > 0.9
+    c = centred(raw)
+    assert torch.allclose(c.norm(dim=1), torch.ones(200), atol=1e-5)
+    assert float((c[:100] * c[100:]).sum(1).mean().abs()) < 0.1  # the common direction is gone
+    assert G2DConfig().centre_teacher and G2DConfig.from_profile("cpu").first_order == "regress"
+    assert G2DConfig.from_profile("gpu").first_order == "ce"
