@@ -102,3 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except G2DError as e:
         print(f"g2d {top.command}: error: {e}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__" and "ipykernel" not in sys.modules:  # `python -m g2d.cli ...` (not when the notebook runs)
+    sys.exit(main())
+
