@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__" and "ipykernel" not in sys.modules:  # `python -m g2d.cli ...` (not when the notebook runs)
+# %% ../nbs/90_cli.ipynb #88b9c41d
+#| eval: false
+if __name__ == "__main__":  # `python -m g2d.cli ...`; not run when the notebook is executed
     sys.exit(main())
-
