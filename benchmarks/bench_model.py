@@ -9,7 +9,6 @@ Run: PYTHONPATH=. python benchmarks/bench_model.py [--faces 64] [--profiles smok
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
@@ -19,6 +18,8 @@ from g2d.core import pick_device
 from g2d.classifier import FeatureClassifier
 from g2d.model import G2D, G2DConfig, load_g2d
 from g2d.reformer import Reformer
+
+from bench_teacher import faces_per_second  # benchmarks/ is on sys.path when run directly or by run.py
 
 
 def untrained(profile: str) -> G2D:
@@ -30,18 +31,6 @@ def untrained(profile: str) -> G2D:
         encoder.prior.palette.colours.copy_(torch.rand(ecfg.n_colours, 3))
     reformer = Reformer(encoder.feature_channels, rcfg.width, rcfg.embedding_dim)
     return G2D(encoder, reformer, FeatureClassifier(rcfg.embedding_dim, 10), ecfg.image_size)
-
-
-def faces_per_second(run, n: int, repeats: int) -> float:
-    run()
-    best = min(_timed(run) for _ in range(repeats))
-    return n / best
-
-
-def _timed(run) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> list[dict]:

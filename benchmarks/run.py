@@ -28,6 +28,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         try:
             spec.loader.exec_module(module)
+            sys.argv = [str(file)]  # each benchmark runs with its defaults, not run.py's filter arguments
             module.main()
         except Exception as e:  # report every benchmark, then fail
             failed.append(file.stem)
