@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import ConfigError, G2DError, cache_root, check_profile_name, pick_device
-from .evaluate import EvaluateConfig, FaceEmbedder, dlib_chip_crop, register_model, template_crop
+from .evaluate import EvaluateConfig, FaceEmbedder, dlib_chip_crop, hash_weights, register_model, template_crop
 from .finetuned import has_occlusion, train_maskinv, train_srt
 from .recognizers import BaselineConfig, train_recognizer
 
@@ -274,10 +274,7 @@ def baseline_run_dir(profile: str, cache_dir=None) -> Path:
 
 def _weights_digest(model) -> str:
     if isinstance(model, nn.Module):
-        digest = hashlib.sha256()
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        return hash_weights(hashlib.sha256(), model).hexdigest()
     if callable(getattr(model, "fingerprint", None)):
         return model.fingerprint()
     raise G2DError(f"cannot fingerprint a {type(model).__name__}: "

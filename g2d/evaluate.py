@@ -22,10 +22,10 @@ from .protocols import SETTINGS, ProtocolError
 # %% auto #0
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
            'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
-           'dlib_chip_points', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop', 'TemplateEmbedder',
-           'register_model', 'unregister_model', 'registered_models', 'load_model', 'SyntheticMaskingHook',
-           'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'embed_images', 'score_trials',
-           'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
+           'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop',
+           'TemplateEmbedder', 'register_model', 'unregister_model', 'registered_models', 'load_model',
+           'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'embed_images',
+           'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -125,6 +125,14 @@ def dlib_chip_points(landmarks68: np.ndarray, fit: str = "dlib68", size: int = 1
 
 def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def hash_weights(digest, module: torch.nn.Module, skip: Sequence[str] = ()):
+    "Feed `module`'s state (names and tensor bytes, sorted by name) into `digest`, leaving out names starting with `skip`."
+    for name, tensor in sorted(module.state_dict().items()):
+        if not name.startswith(tuple(skip)):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest
 
 
 def _check_landmarks(landmarks68: np.ndarray) -> np.ndarray:
