@@ -27,7 +27,7 @@ class ClassifierConfig(StageConfig):
     checkpoint_every: int = 200
     seed: int = 0
     profiles = {"smoke": dict(batch_size=8, steps=30, lr_step=20),
-                "cpu": dict(batch_size=32, steps=1000, lr_step=400),
+                "cpu": dict(batch_size=32, steps=500, lr_step=200),
                 "gpu": dict(batch_size=128, steps=10000, lr_step=4000)}
 
 class FeatureClassifier(nn.Module):

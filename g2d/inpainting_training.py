@@ -157,7 +157,7 @@ class InpaintingConfig(StageConfig):
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(profile="smoke"),
-        "cpu": dict(profile="cpu", dataset="celeba", image_size=64, n_colours=512, grid=16, prior_dim=128,
+        "cpu": dict(profile="cpu", dataset="celeba", image_size=64, n_colours=512, grid=8, prior_dim=128,
                     prior_layers=4, prior_heads=4, widths=(16, 32, 64), critic_widths=(16, 32, 64, 128),
                     batch_size=16, pretrain_steps=600, pretrain_lr=5e-4, finetune_steps=200, finetune_lr=1e-4,
                     adversarial_weight=0.01,

@@ -74,7 +74,7 @@ class BaselineConfig(StageConfig):
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(profile="smoke"),
-        "cpu": dict(profile="cpu", dataset="celeba", n_identities=None, width=16, steps=1200, finetune_steps=400,
+        "cpu": dict(profile="cpu", dataset="celeba", n_identities=None, width=16, steps=800, finetune_steps=300,
                     batch_size=64, progress=True),
         "gpu": dict(profile="gpu", dataset="celeba", n_identities=None, image_size=112, width=64, blocks=(2, 2, 2, 2),
                     embedding_dim=512, scale=64.0, margin=0.5, steps=20_000, finetune_steps=5_000, batch_size=128,

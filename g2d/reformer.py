@@ -34,7 +34,7 @@ class ReformerConfig(StageConfig):
     seed: int = 0
     profiles = {
         "smoke": dict(width=8, embedding_dim=64, batch_size=8, steps=30, lr_step=20),
-        "cpu": dict(width=16, embedding_dim=512, batch_size=32, steps=2000, lr_step=800),
+        "cpu": dict(width=16, embedding_dim=512, batch_size=32, steps=1200, lr_step=500),
         "gpu": dict(width=64, embedding_dim=512, batch_size=128, steps=30000, lr_step=10000),
     }
 
