@@ -29,7 +29,7 @@ __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDER
            'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'pick_device', 'atomic_write',
            'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'fingerprint_files', 'fingerprint_tree',
            'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
-           'dlib_model_file', 'environment_report']
+           'dlib_model_file', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -409,6 +409,11 @@ def dlib_model_file(name: str) -> Path:
     if not path.is_file():
         raise G2DError(f"dlib model file {path} is missing from the face_recognition_models installation")
     return path
+
+# %% ../nbs/00_core.ipynb #d14cca0a
+def dense_labels(labels) -> np.ndarray:
+    "Labels renumbered 0..K-1 in the sorted order of their values (int64): class indices for a K-way classifier."
+    return np.unique(np.asarray(labels), return_inverse=True)[1].astype(np.int64)
 
 # %% ../nbs/00_core.ipynb #06dd7ddd
 def environment_report(root: str | os.PathLike | None = None) -> dict[str, Any]:

@@ -17,7 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .core import ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name, pick_device
+from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name,
+                      dense_labels, pick_device)
 from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
 from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model, register_model,
                           template_crop)
@@ -128,10 +129,6 @@ class TrainingFaces:
         return len(np.unique(self.train.labels))
 
 
-def _dense(labels: np.ndarray) -> np.ndarray:
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
-
-
 def training_faces(cfg: G2DConfig) -> TrainingFaces:
     "The faces of `cfg`'s encoder dataset, split by identity exactly as the encoder's training splits them."
     ecfg = cfg.encoder_config()
@@ -142,7 +139,7 @@ def training_faces(cfg: G2DConfig) -> TrainingFaces:
     held_rows = np.flatnonzero(is_held)
     pick = lambda rows: None if sources is None else [sources[r] for r in rows]
     train = faces.subset(train_rows)
-    return TrainingFaces(FaceArrays(train.images, train.landmarks, _dense(train.labels)), faces.subset(held_rows),
+    return TrainingFaces(FaceArrays(train.images, train.landmarks, dense_labels(train.labels)), faces.subset(held_rows),
                          pick(train_rows), pick(held_rows), fingerprint, ecfg.dataset, train.labels)
 
 # %% ../nbs/09_model.ipynb #adbb2b53
@@ -517,7 +514,7 @@ def run_folder(cfg: G2DConfig) -> Path:
 def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress: bool = True) -> G2D:
     """Train `cfg` greedily in `run_dir` (see above); returns the model, also saved to `run_dir/model` (None when
     `stages` stop before the reformer). Stages up to the last one named always run; `classifier` and `calibrate`
-    only when named (the ablations of Tab 3 need neither)."""
+    only when named (the ablations of Tab 3 need neither) or when finished earlier in `run_dir` (then kept)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages: {STAGES}")
@@ -533,10 +530,15 @@ def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress:
     if last < STAGES.index("reformer"):
         return None
     reformer = train_reformer_stage(cfg, run_dir, faces, encoder, targets, progress)
-    classifier = train_classifier_stage(cfg, run_dir, faces, encoder, reformer, progress) if "classifier" in stages else None
+    # a classifier or calibration finished earlier in this run folder is kept (resumed from its final checkpoint,
+    # recomputed), so training the first stages again never drops them from the saved model
+    def wanted(stage: str) -> bool:
+        return stage in stages or (run_dir / stage / "manifest.json").is_file()
+
+    classifier = train_classifier_stage(cfg, run_dir, faces, encoder, reformer, progress) if wanted("classifier") else None
     model = G2D(encoder, reformer, classifier, cfg.encoder_config().image_size)
     thresholds = {}
-    if "calibrate" in stages:
+    if wanted("calibrate"):
         began = time.perf_counter()
         thresholds = calibrate_stage(cfg, model, faces)
         _stage_manifest(run_dir, "calibrate", cfg, {"calibration_pairs": cfg.calibration_pairs},

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .core import ConfigError, G2DError, StageConfig, pick_device, seed_everything
+from .core import ConfigError, G2DError, StageConfig, dense_labels, pick_device, seed_everything
 from .masks import MASK_KINDS, MaskedFace, RandomMasker, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 
@@ -135,11 +135,6 @@ class LandmarkedFaces(Dataset):
         return f"LandmarkedFaces({self.name}: {len(self)} faces, {self.n_classes} identities)"
 
 
-def _dense_labels(labels: np.ndarray) -> np.ndarray:
-    _, dense = np.unique(labels, return_inverse=True)
-    return dense
-
-
 def training_faces(cfg: BaselineConfig) -> LandmarkedFaces:
     "The training faces of `cfg` (see above)."
     if cfg.dataset == "synthetic":
@@ -163,7 +158,7 @@ def training_faces(cfg: BaselineConfig) -> LandmarkedFaces:
     if len(rows) == 0:
         raise G2DError(f"no {cfg.dataset} identity has >= {cfg.min_images_per_identity} aligned images in {cache.path}")
     images, landmarks = cache.array("images"), cache.array("landmarks")
-    return LandmarkedFaces(lambda i: images[rows[i]], lambda i: landmarks[rows[i]], _dense_labels(labels[rows]),
+    return LandmarkedFaces(lambda i: images[rows[i]], lambda i: landmarks[rows[i]], dense_labels(labels[rows]),
                            f"{cfg.dataset} {cache.path.name}")
 
 

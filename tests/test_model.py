@@ -70,6 +70,14 @@ def test_resume_returns_the_same_model(trained):
     assert torch.allclose(again.embed(faces, zeros), model.embed(faces, zeros), atol=1e-6)
 
 
+def test_earlier_stages_again_keep_the_finished_classifier(trained):
+    cfg, run, model = trained
+    again = train_g2d(cfg, run, ("encoder", "teacher", "reformer"), progress=False)
+    assert again.classifier is not None and again.metadata["thresholds"] == model.metadata["thresholds"]
+    for name, tensor in model.classifier.state_dict().items():
+        assert torch.equal(tensor, again.classifier.state_dict()[name]), name
+    assert load_g2d(run / "model").classifier is not None
+
 def test_save_load_embed_round_trip(trained, tmp_path):
     cfg, _, model = trained
     save_g2d(model, tmp_path / "m", cfg, model.metadata["thresholds"])
