@@ -503,11 +503,14 @@ def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequ
 
 
 def run_folder(cfg: G2DConfig) -> Path:
-    "The default run folder of `cfg`: `<cache root>/g2d-runs/<profile>-<hash of the whole configuration>`."
+    """The default run folder of `cfg`: `<cache root>/g2d-runs/<profile>-<hash of the whole configuration>`, the
+    stage configurations it resolves to included (a changed profile default must not resume a stale run)."""
     import hashlib
     from g2d.core import cache_root
 
-    digest = hashlib.sha256(json.dumps(cfg.to_params(), sort_keys=True).encode()).hexdigest()[:12]
+    resolved = [cfg.to_params()] + [c.to_params() for c in (cfg.encoder_config(), cfg.reformer_config(),
+                                                             cfg.classifier_config())]
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"
 
 

@@ -232,3 +232,14 @@ def test_centred_teacher_targets():
     assert float((c[:100] * c[100:]).sum(1).mean().abs()) < 0.1  # the common direction is gone
     assert G2DConfig().centre_teacher and G2DConfig.from_profile("cpu").first_order == "regress"
     assert G2DConfig.from_profile("gpu").first_order == "ce"
+
+
+def test_run_folder_follows_the_stage_profiles(monkeypatch):
+    from g2d.model import run_folder
+    from g2d.reformer import ReformerConfig
+
+    cfg = G2DConfig(mask_templates="builtin", **TINY)
+    before = run_folder(cfg)
+    assert run_folder(G2DConfig(mask_templates="builtin", **TINY)) == before
+    monkeypatch.setitem(ReformerConfig.profiles, "smoke", {**ReformerConfig.profiles["smoke"], "lr_step": 7})
+    assert run_folder(cfg) != before  # a changed profile default of a stage is a new run, never a stale resume
