@@ -222,7 +222,9 @@ def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignC
             finally:
                 _WORKER_ALIGNER = previous
         else:
-            with get_context().Pool(workers, initializer=_init_worker, initargs=(config.to_params(),)) as pool:
+            # spawn, not fork: a process that already ran torch or OpenCV threads (a notebook that trained a model)
+            # can fork children that wait forever on a lock held by a thread that did not survive the fork
+            with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config.to_params(),)) as pool:
                 for meta in pool.imap_unordered(_align_shard, tasks):
                     bar.update(meta["count"])
                     if on_shard:
