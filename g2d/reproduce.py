@@ -132,6 +132,8 @@ def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: st
     params = experiment_parameters(cfg)
     # the notebooks run in their own folder: give them this run's cache root (checkpoints, face caches) unless set
     os.environ.setdefault("G2D_CACHE", str((Path(cfg.runs_dir) / "cache").resolve()))
+    if params["data_root"]:  # and this run's data root to whatever reads G2D_DATA (baselines' training faces)
+        os.environ["G2D_DATA"] = params["data_root"]
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     cfg.executed_dir.mkdir(parents=True, exist_ok=True)
     manifest = RunManifest(what=f"reproduce --profile {cfg.profile}",
