@@ -224,8 +224,12 @@ def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignC
         else:
             # spawn, not fork: a process that already ran torch or OpenCV threads (a notebook that trained a model)
             # can fork children that wait forever on a lock held by a thread that did not survive the fork
-            with get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(config.to_params(),)) as pool:
-                for meta in pool.imap_unordered(_align_shard, tasks):
+            # the worker functions by their module's name: spawned children re-import g2d.facecache (not __main__)
+            import g2d.facecache as module
+
+            with get_context("spawn").Pool(workers, initializer=module._init_worker,
+                                           initargs=(config.to_params(),)) as pool:
+                for meta in pool.imap_unordered(module._align_shard, tasks):
                     bar.update(meta["count"])
                     if on_shard:
                         on_shard(meta)
