@@ -106,6 +106,7 @@ class Baseline:
     train: Callable[[BaselineConfig], Any]
     embed: Callable[[Any, Any, Any], torch.Tensor]
     crop: str = "template"  # the evaluation crop: template (ArcFace template, cfg.image_size) | dlib_chip (150 px)
+    unmasked_as: str | None = None  # the baseline whose embeddings of unmasked faces equal this one's (kind II: its recognizer)
 
     def __post_init__(self):
         if self.crop not in CROPS:
@@ -179,7 +180,7 @@ def _inpaint_then(inpainter_name: str, recognizer: Baseline) -> Baseline:
 
     return Baseline(f"{inpainter_name}+{recognizer.name}", "II",
                     f"{inpainter_name} inpainting, then the {recognizer.name} recognizer", train, _masked_embed,
-                    crop=recognizer.crop)
+                    crop=recognizer.crop, unmasked_as=recognizer.name)
 
 
 def register_inpainter(name: str, factory: Callable[[BaselineConfig], Callable]) -> None:
@@ -307,6 +308,13 @@ class BaselineEmbedder(FaceEmbedder):
         text = json.dumps({"baseline": self.baseline.name, **self.geometry(), "weights": _weights_digest(self.model)},
                           sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def unmasked_fingerprint(self) -> str:
+        "Kind II embeds unmasked faces with its recognizer alone: the recognizer's fingerprint, so they share the cache."
+        if self.baseline.unmasked_as is None:
+            return self.fingerprint()
+        return BaselineEmbedder(self.baseline.unmasked_as, self.model.recognizer, self.image_size,
+                                self.batch_size).fingerprint()
 
 
 def parse_baseline_spec(spec: str) -> tuple[str, str]:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
@@ -16,7 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import numpy as np
 import torch
 
-from .core import ConfigError, G2DError, StageConfig, cache_root
+from .core import ConfigError, G2DError, StageConfig, atomic_write, cache_root
 from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
@@ -24,8 +25,9 @@ __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_
            'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
            'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop',
            'TemplateEmbedder', 'register_model', 'unregister_model', 'registered_models', 'load_model',
-           'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'embed_images',
-           'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
+           'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'RenderedCrops',
+           'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset',
+           'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -47,6 +49,7 @@ class EvaluateConfig(StageConfig):
     align_workers: int = 2  # processes aligning a dataset whose face cache does not exist yet
     detectors: tuple[str, ...] | None = ("hog", "mmod", "box")  # face detector cascade; None: the align profile's
     cache_dir: str | None = None  # cache root of models a loader trains or reuses; None: evaluate's, else $G2D_CACHE
+    crop_cache: bool = True  # keep each dataset's rendered crops on disk, shared by models of one crop geometry
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(batch_size=16, device="cpu", align_workers=1, detectors=None),
@@ -83,6 +86,14 @@ class FaceEmbedder:
     def fingerprint(self) -> str:
         "Equal fingerprints give equal embeddings (weights, crop geometry, preprocessing)."
         raise NotImplementedError
+
+    def geometry(self) -> dict[str, Any] | None:
+        "The crop as data, equal for equal crops (so models can share rendered crops); None: not shareable."
+        return None
+
+    def unmasked_fingerprint(self) -> str:
+        "The fingerprint of its embeddings of unmasked faces: `fingerprint()`, or another model's when they are equal."
+        return self.fingerprint()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -360,11 +371,12 @@ def hook_fingerprint(hook: MaskingHook | None) -> str | None:
 class _CacheAdapter:
     "What `cached_teacher_features` calls on a teacher, for a FaceEmbedder (batches are (faces, occlusions))."
 
-    def __init__(self, model: FaceEmbedder):
+    def __init__(self, model: FaceEmbedder, fingerprint: str | None = None):
         self.model, self.batch_size, self.embedding_dim = model, model.batch_size, 0
+        self._fingerprint = fingerprint
 
     def fingerprint(self) -> str:
-        return self.model.fingerprint()
+        return self._fingerprint or self.model.fingerprint()
 
     def embed(self, batch, batch_size=None) -> torch.Tensor:
         faces, occlusions = batch
@@ -384,28 +396,109 @@ class ImageEmbeddings:
         self.index = {key: i for i, key in enumerate(self.keys)}
 
 
-def _crop_batches(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarray]], hook: MaskingHook | None):
+@dataclass
+class RenderedCrops:
+    """A crop geometry's crops of images, row i for `keys[i]`: `faces` N x S x S x 3 uint8, `occlusions` N x S x S
+    bool (None without a masking hook); `unmasked`: keys whose photo the hook left without a mask."""
+    keys: list[str]
+    faces: np.ndarray
+    occlusions: np.ndarray | None
+    unmasked: list[str]
+    path: Path | None
+    from_cache: bool
+
+
+def _render_one(model: FaceEmbedder, key: str, path: str, landmarks: np.ndarray, hook: MaskingHook | None):
+    "(crop, occlusion crop or None, whether the hook left the photo unmasked) of one source photo."
     from g2d.align import load_rgb
 
+    image, occlusion = load_rgb(path), None
+    if hook is not None:
+        image, occlusion = hook(key, image, landmarks)
+    face, occlusion_crop = model.crop(image, landmarks, occlusion)
+    return face, occlusion_crop, occlusion is not None and not np.asarray(occlusion).any()
+
+
+def _stack_occlusions(occlusions: list, faces: list) -> np.ndarray | None:
+    if all(o is None for o in occlusions):
+        return None
+    return np.stack([np.asarray(o, bool) if o is not None else np.zeros(faces[0].shape[:2], bool) for o in occlusions])
+
+
+def rendered_crops(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarray]], name: str,
+                   data_fingerprint: str, hook: MaskingHook | None, cache_dir: str | os.PathLike,
+                   progress: bool = True) -> RenderedCrops:
+    """`model.crop` of every image ((key, file, 68 source landmarks)), masked by `hook` when given: rendered once
+    and kept under `cache_dir` for every model of the same `geometry()`, keyed by the geometry, the face cache's
+    fingerprint, the hook's and the keys; a rerun, or another model, loads them."""
+    from tqdm.auto import tqdm
+
+    geometry = model.geometry()
+    if geometry is None:
+        raise EvaluateError(f"{model!r} has no crop geometry: its crops cannot be shared")
+    if hook is not None and not hook_fingerprint(hook):
+        raise EvaluateError("crops masked by a hook without a fingerprint cannot be cached")
+    if not name or any(c in name for c in "/\\\0"):
+        raise EvaluateError(f"{name!r} cannot name a crop cache file")
+    images = list(images)
+    keys = [key for key, _, _ in images]
+    fingerprint = _digest(geometry, data_fingerprint, hook_fingerprint(hook), keys)
+    tag = "-".join(str(geometry[k]) for k in sorted(geometry))
+    path = Path(cache_dir) / f"{name}.crops-{tag}-{fingerprint[:16]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                stored = (str(z["fingerprint"]), z["keys"].tolist(), z["faces"],
+                          z["occlusions"] if "occlusions" in z else None, z["unmasked"].tolist())
+        except Exception as e:
+            warnings.warn(f"crop cache {path} is unreadable ({e}); rendering the crops again")
+        else:
+            if stored[0] == fingerprint and stored[1] == keys and len(stored[2]) == len(keys):
+                if stored[4] and isinstance(getattr(hook, "unmasked", None), list):
+                    hook.unmasked.extend(stored[4])  # as if the hook had drawn them now
+                return RenderedCrops(keys, stored[2], stored[3], stored[4], path, True)
+            warnings.warn(f"crop cache {path} does not match its fingerprint or keys; rendering the crops again")
+    faces, occlusions, unmasked = [], [], []
+    for key, file, landmarks in tqdm(images, desc=f"crops: {name}", disable=not progress):
+        face, occlusion, left_unmasked = _render_one(model, key, file, landmarks, hook)
+        faces.append(face)
+        occlusions.append(occlusion)
+        if left_unmasked:
+            unmasked.append(key)
+    faces, occlusions = np.stack(faces), _stack_occlusions(occlusions, faces)
+    arrays = dict(faces=faces, keys=np.array(keys, dtype=np.str_), fingerprint=np.array(fingerprint),
+                  unmasked=np.array(unmasked, dtype=np.str_))
+    if occlusions is not None:
+        arrays["occlusions"] = occlusions
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+    return RenderedCrops(keys, faces, occlusions, unmasked, path, False)
+
+
+def _crop_batches(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarray]], hook: MaskingHook | None,
+                  crops: Callable[[], RenderedCrops] | None = None):
+    "(faces, occlusions or None) batches of `model.batch_size`: from `crops()` when given, else rendered as they go."
+    if crops is not None:
+        rendered = crops()
+        for start in range(0, len(rendered.keys), model.batch_size):
+            end = start + model.batch_size
+            yield rendered.faces[start:end], None if rendered.occlusions is None else rendered.occlusions[start:end]
+        return
     for start in range(0, len(images), model.batch_size):
-        faces, occlusions = [], []
-        for key, path, landmarks in images[start:start + model.batch_size]:
-            image, occlusion = load_rgb(path), None
-            if hook is not None:
-                image, occlusion = hook(key, image, landmarks)
-            face, occlusion_crop = model.crop(image, landmarks, occlusion)
-            faces.append(face)
-            occlusions.append(occlusion_crop)
-        masks = None if all(o is None for o in occlusions) else np.stack(
-            [o if o is not None else np.zeros(faces[0].shape[:2], bool) for o in occlusions])
-        yield np.stack(faces), masks
+        parts = [_render_one(model, key, path, landmarks, hook)
+                 for key, path, landmarks in images[start:start + model.batch_size]]
+        faces = [face for face, _, _ in parts]
+        yield np.stack(faces), _stack_occlusions([occlusion for _, occlusion, _ in parts], faces)
 
 
 def embed_images(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarray]], cache_name: str | None = None,
                  data_fingerprint: str | None = None, hook: MaskingHook | None = None,
-                 cache_dir: str | os.PathLike | None = None, progress: bool = True) -> ImageEmbeddings:
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                 crop_cache_dir: str | os.PathLike | None = None, fingerprint: str | None = None) -> ImageEmbeddings:
     """Embeddings of `images` ((key, file, 68 source landmarks)), masked by `hook` when given; cached under
-    `cache_dir` as `cache_name` when `cache_name` and `data_fingerprint` are given (and the hook has a fingerprint)."""
+    `cache_dir` as `cache_name` when `cache_name` and `data_fingerprint` are given (and the hook has a fingerprint),
+    keyed by `fingerprint` (default `model.fingerprint()`). With `crop_cache_dir`, a model with a `geometry()`
+    takes its crops from `rendered_crops` there (rendered only when the embeddings are not cached)."""
     from tqdm.auto import tqdm
     from g2d.teacher import cached_teacher_features
 
@@ -415,9 +508,13 @@ def embed_images(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarra
     if not images:
         return ImageEmbeddings([], torch.zeros(0, 0), 0, 0.0, None)
     cacheable = cache_name is not None and data_fingerprint is not None and (hook is None or hook_fingerprint(hook))
+    crops = None
+    if cacheable and crop_cache_dir is not None and model.geometry() is not None:
+        crops = lambda: rendered_crops(model, images, cache_name, data_fingerprint, hook, crop_cache_dir, progress)
     if cacheable:
         features = cached_teacher_features(
-            _CacheAdapter(model), Path(cache_dir), cache_name, keys, lambda: _crop_batches(model, images, hook),
+            _CacheAdapter(model, fingerprint), Path(cache_dir), cache_name, keys,
+            lambda: _crop_batches(model, images, hook, crops),
             data_fingerprint=_digest(data_fingerprint, hook_fingerprint(hook)), progress=progress)
         embeddings, computed, path = features.embeddings, 0 if features.from_cache else len(keys), features.path
     else:
@@ -584,7 +681,8 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
         tag = "masked" if synthetic else ("real" if real_masks else "unmasked")
         embeddings[masked] = embed_images(
             model, images, f"{dataset}.{tag}.{len(images)}", faces.fingerprint, masking_hook if synthetic else None,
-            embed_dir, progress)
+            embed_dir, progress, crop_cache_dir=cache_root(cache_dir) / "crops" if config.crop_cache else None,
+            fingerprint=model.fingerprint() if masked else model.unmasked_fingerprint())
     embed_seconds = time.perf_counter() - t
 
     # scores and metrics, UMR-UMP first: its scores are the reference of the threshold transfer

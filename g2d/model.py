@@ -567,6 +567,9 @@ class G2DEmbedder(FaceEmbedder):
         self.representation = representation
         self.requires_occlusion = occlusion == "given"
 
+    def geometry(self) -> dict[str, Any]:
+        return dict(crop="arcface_template", size=self.model.image_size)
+
     def crop(self, image, landmarks68, occlusion=None):
         return template_crop(image, landmarks68, self.model.image_size, occlusion)
 

@@ -258,3 +258,30 @@ def test_face_cache_of_another_data_root_is_not_reused(tmp_path):
         assert all(str(tmp_path / name) in source for source in cache.sources)
     again = dataset_face_cache("lfw", tmp_path / "one", config, cache_dir=tmp_path / "cache", progress=False)
     assert again.path == caches[0].path
+
+
+def test_crop_cache_is_rebuilt_when_corrupt_and_keeps_the_hook_unmasked_list(example_root, fake_model):
+    "A truncated crop cache warns and renders again; a loaded one still tells the hook which photos it left unmasked."
+    from g2d.evaluate import SyntheticMaskingHook
+
+    def run():
+        hook = SyntheticMaskingHook(seed=0)
+        report = evaluate(fake_model, "lfw", example_root / "data", "all", "cpu", cache_dir=example_root / "cache",
+                          masking_hook=hook, progress=False)
+        return report, hook
+
+    first, hook = run()
+    crops = sorted((example_root / "cache" / "crops").glob("*.npz"))
+    assert len(crops) == 2  # unmasked and masked
+    for embeddings in (example_root / "cache" / "embeddings").glob("*.npz"):
+        embeddings.unlink()  # so the next run needs the crops again
+    again, hook_again = run()
+    assert again["faces_embedded_now"] > 0 and again["settings"] == first["settings"]
+    assert sorted(hook_again.unmasked) == sorted(hook.unmasked)
+    masked_crops = max(crops, key=lambda p: p.stat().st_size)
+    masked_crops.write_bytes(masked_crops.read_bytes()[:100])
+    for embeddings in (example_root / "cache" / "embeddings").glob("*.npz"):
+        embeddings.unlink()
+    with pytest.warns(UserWarning, match="crop cache .* unreadable"):
+        rebuilt, _ = run()
+    assert rebuilt["settings"] == first["settings"]
