@@ -26,9 +26,10 @@ class ClassifierConfig(StageConfig):
     steps: int = 40
     checkpoint_every: int = 200
     seed: int = 0
+    num_workers: int = 0  # processes preparing batches (as `ReformerConfig.num_workers`)
     profiles = {"smoke": dict(batch_size=8, steps=30, lr_step=20),
                 "cpu": dict(batch_size=32, steps=500, lr_step=200),
-                "gpu": dict(batch_size=128, steps=10000, lr_step=4000)}
+                "gpu": dict(batch_size=128, steps=10000, lr_step=4000, num_workers=8)}
 
 class FeatureClassifier(nn.Module):
     "C: FC from the reformer embedding to identity logits (softmax is applied by the loss)."
@@ -62,7 +63,7 @@ def train_classifier(cfg: ClassifierConfig, encoder: nn.Module, reformer: nn.Mod
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         return {"ce": float(loss.detach()), "accuracy": float((logits.argmax(1) == labels).float().mean())}
 
-    log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e)), cfg.steps,
+    log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e, cfg.num_workers)), cfg.steps,
               {"classifier": clf, "optimizer": opt, "scheduler": sched},
               Checkpointer(out_dir / "checkpoints") if rank == 0 else None, cfg.checkpoint_every,
               out_dir / "log.jsonl" if rank == 0 else None, desc="classifier", progress=progress and rank == 0)

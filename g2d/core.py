@@ -26,10 +26,10 @@ import numpy as np
 __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
            'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
            'ConfigError', 'check_profile_name', 'StageConfig', 'RunProfile', 'DataRootError', 'data_root',
-           'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'pick_device', 'atomic_write',
-           'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'fingerprint_files', 'fingerprint_tree',
-           'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
-           'dlib_model_file', 'dense_labels', 'environment_report']
+           'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'loader_workers', 'pick_device',
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'fingerprint_files',
+           'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info',
+           'canonical_five_points', 'dlib_model_file', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -92,16 +92,15 @@ class RunProfile(StageConfig):
     max_train_images: int | None = 512  # None: every training image
     real_data: bool = False  # False: the embedded synthetic faces
     batch_size: int = 16
-    num_workers: int = 0
     device: str = "auto"
     seed: int = 0
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(name="smoke"),
         "cpu": dict(name="cpu", width_multiplier=0.25, max_train_images=10_000, real_data=True,
-                    batch_size=32, num_workers=2, device="cpu"),
+                    batch_size=32, device="cpu"),
         "gpu": dict(name="gpu", image_size=112, width_multiplier=1.0, max_train_images=None,
-                    real_data=True, batch_size=64, num_workers=8, device="auto"),
+                    real_data=True, batch_size=64, device="auto"),
     }
 
     def __post_init__(self):
@@ -193,6 +192,20 @@ def seed_worker(worker_id: int) -> None:
     worker_seed = torch.initial_seed() % 2**32
     random.seed(worker_seed)
     np.random.seed(worker_seed)
+
+
+def loader_workers(num_workers: int) -> dict[str, Any]:
+    """DataLoader keyword arguments for `num_workers` worker processes (none: {'num_workers': 0}). Workers are
+    forked, so datasets holding closures or memory maps need no pickling; a platform without fork is an error."""
+    import multiprocessing
+
+    if num_workers < 0:
+        raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    if num_workers == 0:
+        return {"num_workers": 0}
+    if "fork" not in multiprocessing.get_all_start_methods():
+        raise ConfigError("num_workers > 0 needs the 'fork' start method, which this platform lacks: set num_workers=0")
+    return {"num_workers": num_workers, "worker_init_fn": seed_worker, "multiprocessing_context": "fork"}
 
 # %% ../nbs/00_core.ipynb #132d7efe
 DEVICE_ENV_VAR = "G2D_DEVICE"

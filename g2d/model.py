@@ -29,12 +29,12 @@ from .reformer import Reformer, ReformerConfig, freeze, train_reformer
 
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA', 'STAGES',
-           'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'G2DConfig', 'TrainingFaces', 'training_faces', 'mask_templates_for',
-           'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError',
-           'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'load_g2d', 'encoder_folder', 'train_encoder_stage',
-           'centred', 'teacher_stage', 'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs',
-           'held_out_scores', 'calibrate_stage', 'run_folder', 'train_g2d', 'G2DEmbedder', 'embed_photos',
-           'configure_train_cli', 'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
+           'SPEED_ONLY_FIELDS', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'G2DConfig', 'TrainingFaces', 'training_faces',
+           'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D',
+           'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'load_g2d', 'encoder_folder',
+           'train_encoder_stage', 'centred', 'teacher_stage', 'train_reformer_stage', 'train_classifier_stage',
+           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder', 'train_g2d', 'G2DEmbedder',
+           'embed_photos', 'configure_train_cli', 'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
@@ -162,6 +162,8 @@ class MaskedTriplets(Dataset):
         self.faces, self.occlusion, self.seed, self.epoch = faces, occlusion, seed, 0
         self.masker = RandomMasker(templates, p=mask_probability, unmask_failures=True)
         self.augment = FlipTranslate(0.5 if flip else 0.0, max_shift)
+        # per face, draws that could not carry a mask; in shared memory, so DataLoader workers count here too
+        self._unmaskable = torch.zeros(len(faces), dtype=torch.int32).share_memory_()
 
     @classmethod
     def from_config(cls, faces: FaceArrays, cfg: G2DConfig) -> "MaskedTriplets":
@@ -175,8 +177,8 @@ class MaskedTriplets(Dataset):
 
     @property
     def unmaskable(self) -> int:
-        "Draws so far whose face could not carry a mask (left unmasked)."
-        return self.masker.failures
+        "Draws so far whose face could not carry a mask (left unmasked), in this process and its loader workers."
+        return int(self._unmaskable.sum())
 
     def masked_face(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         "Face `i` of this epoch: (masked image S x S x 3 uint8, occlusion S x S uint8)."
@@ -184,7 +186,10 @@ class MaskedTriplets(Dataset):
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, landmarks = self.augment(self.faces.images[i], self.faces.landmarks[i], rng)
+        failures = self.masker.failures
         masked = self.masker(image, landmarks, rng)
+        if self.masker.failures > failures:
+            self._unmaskable[i] += 1
         if self.occlusion == "grabcut" and masked.spec is not None:
             return masked.image, segment_occlusion(masked.image, landmarks)
         return masked.image, (np.asarray(masked.occlusion) > 0).astype(np.uint8)
@@ -502,14 +507,18 @@ def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequ
     return result
 
 
+#: Stage fields that change how fast a stage runs, never what it learns: left out of the run folder's hash.
+SPEED_ONLY_FIELDS: tuple[str, ...] = ("num_workers",)
+
+
 def run_folder(cfg: G2DConfig) -> Path:
     """The default run folder of `cfg`: `<cache root>/g2d-runs/<profile>-<hash of the whole configuration>`, the
     stage configurations it resolves to included (a changed profile default must not resume a stale run)."""
     import hashlib
     from g2d.core import cache_root
 
-    resolved = [cfg.to_params()] + [c.to_params() for c in (cfg.encoder_config(), cfg.reformer_config(),
-                                                             cfg.classifier_config())]
+    resolved = [cfg.to_params()] + [{k: v for k, v in c.to_params().items() if k not in SPEED_ONLY_FIELDS}
+                                    for c in (cfg.encoder_config(), cfg.reformer_config(), cfg.classifier_config())]
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"
 

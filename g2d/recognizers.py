@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .core import ConfigError, G2DError, StageConfig, dense_labels, pick_device, seed_everything
+from .core import ConfigError, G2DError, StageConfig, dense_labels, loader_workers, pick_device, seed_everything
 from .masks import MASK_KINDS, MaskedFace, RandomMasker, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 
@@ -71,6 +71,7 @@ class BaselineConfig(StageConfig):
     device: str = "cpu"
     seed: int = 0
     progress: bool = False
+    num_workers: int = 0  # processes drawing the masked faces (g2d.core.loader_workers): same batches; gpu: 8
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(profile="smoke"),
@@ -78,7 +79,7 @@ class BaselineConfig(StageConfig):
                     batch_size=64, progress=True),
         "gpu": dict(profile="gpu", dataset="celeba", n_identities=None, image_size=112, width=64, blocks=(2, 2, 2, 2),
                     embedding_dim=512, scale=64.0, margin=0.5, steps=20_000, finetune_steps=5_000, batch_size=128,
-                    device="auto", progress=True),
+                    device="auto", progress=True, num_workers=8),
     }
 
     def __post_init__(self):
@@ -197,7 +198,7 @@ def masked_face_batches(cfg: BaselineConfig, faces: LandmarkedFaces | None = Non
     def make_loader(epoch: int) -> DataLoader:
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         return DataLoader(MaskedFaceDataset(faces, masker, cfg.seed, epoch, cfg.flip), batch_size=cfg.batch_size,
-                          shuffle=True, drop_last=True, generator=generator)
+                          shuffle=True, drop_last=True, generator=generator, **loader_workers(cfg.num_workers))
 
     return epoch_batches(make_loader, len(faces) // cfg.batch_size)
 

@@ -32,10 +32,11 @@ class ReformerConfig(StageConfig):
     steps: int = 40
     checkpoint_every: int = 200
     seed: int = 0
+    num_workers: int = 0  # processes preparing batches (masks drawn there); changes speed, never the batches
     profiles = {
         "smoke": dict(width=8, embedding_dim=64, batch_size=8, steps=30, lr_step=20),
         "cpu": dict(width=16, embedding_dim=512, batch_size=32, steps=1200, lr_step=500),
-        "gpu": dict(width=64, embedding_dim=512, batch_size=128, steps=30000, lr_step=10000),
+        "gpu": dict(width=64, embedding_dim=512, batch_size=128, steps=30000, lr_step=10000, num_workers=8),
     }
 
     def ablation(self, name: str) -> "ReformerConfig":
@@ -126,18 +127,22 @@ def freeze(module: nn.Module) -> nn.Module:
         p.requires_grad_(False)
     return module
 
-def _loader(data, batch_size, seed, epoch):
-    "A shuffled loader of `data` for `epoch` (DistributedSampler under DDP); tells `data.set_epoch` when it has one."
+def _loader(data, batch_size, seed, epoch, num_workers: int = 0):
+    """A shuffled loader of `data` for `epoch` (DistributedSampler under DDP); tells `data.set_epoch` when it has
+    one. `num_workers` > 0 prepares batches in that many worker processes: the same batches, since the order comes
+    from the seeded sampler and each item's randomness from (seed, epoch, index), not from the process."""
     import torch.distributed as dist
     from torch.utils.data import DataLoader, DistributedSampler
+    from g2d.core import loader_workers
     if hasattr(data, "set_epoch"):  # per-epoch augmentation (new masks each epoch), reproducible on resume
         data.set_epoch(epoch)
+    workers = loader_workers(num_workers)
     if dist.is_available() and dist.is_initialized():
         sampler = DistributedSampler(data, shuffle=True, seed=seed, drop_last=True)
         sampler.set_epoch(epoch)
-        return DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True)
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True, **workers)
     g = torch.Generator().manual_seed(seed + epoch)
-    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=g, drop_last=True)
+    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=g, drop_last=True, **workers)
 
 class ReformerStudent(nn.Module):
     "Reformer + head W as one module whose forward returns the loss terms (so one DDP wrapper covers both)."
@@ -179,7 +184,7 @@ def train_reformer(cfg: ReformerConfig, encoder: nn.Module, data, teacher_featur
 
     state = {"model": student, "optimizer": opt, "scheduler": sched}
     ckpt = Checkpointer(out_dir / "checkpoints") if rank == 0 else None
-    log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e)), cfg.steps, state,
+    log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e, cfg.num_workers)), cfg.steps, state,
               ckpt, cfg.checkpoint_every, out_dir / "log.jsonl" if rank == 0 else None, desc="reformer",
               progress=progress and rank == 0)
     if distributed:  # DDP syncs buffers at each forward; after the last step give every rank rank 0's BN statistics

@@ -351,3 +351,19 @@ def test_cli_evaluates_a_baseline(tmp_path):
     failed = _g2d("evaluate", "--model", "baseline:no-such-baseline", "--dataset", "lfw", "--root", root,
                   "--cache", cache)
     assert failed.returncode == 1 and "no-such-baseline" in failed.stderr
+
+
+def test_recognizer_batches_do_not_depend_on_loader_workers():
+    "BaselineConfig.num_workers draws the masked faces in a forked worker: the same batches as without."
+    from g2d.recognizers import masked_face_batches
+
+    runs = {}
+    for workers in (0, 1):
+        cfg = BaselineConfig.from_profile("smoke", n_identities=4, images_per_identity=4, batch_size=4,
+                                          num_workers=workers)
+        stream = masked_face_batches(cfg)(2)  # from step 2: resuming skips the same batches
+        runs[workers] = [next(stream) for _ in range(5)]
+    for a, b in zip(runs[0], runs[1]):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ConfigError, match="num_workers"):
+        masked_face_batches(BaselineConfig.from_profile("smoke", num_workers=-1))(0).__next__()

@@ -243,3 +243,25 @@ def test_run_folder_follows_the_stage_profiles(monkeypatch):
     assert run_folder(G2DConfig(mask_templates="builtin", **TINY)) == before
     monkeypatch.setitem(ReformerConfig.profiles, "smoke", {**ReformerConfig.profiles["smoke"], "lr_step": 7})
     assert run_folder(cfg) != before  # a changed profile default of a stage is a new run, never a stale resume
+
+
+def test_loader_workers_give_the_same_batches_and_count_unmaskable_faces():
+    "num_workers changes who draws the masks, not the batches; failures drawn in workers are counted here too."
+    from g2d.reformer import _loader
+
+    from g2d.inpainting_training import FaceArrays
+
+    train = training_faces(G2DConfig()).train
+    landmarks = train.landmarks.copy()
+    landmarks[3] = landmarks[3][::-1]  # scrambled landmarks: face 3 cannot carry a mask
+    faces = FaceArrays(train.images, landmarks, train.labels)
+    runs = {}
+    for workers in (0, 1):
+        data = MaskedTriplets(faces, seed=2)
+        batches = [b for epoch in (0, 1) for b in _loader(data, 8, 2, epoch, num_workers=workers)]
+        runs[workers] = (batches, data.unmaskable)
+    (plain, unmaskable), (parallel, unmaskable_in_workers) = runs[0], runs[1]
+    assert len(plain) == len(parallel) > 0
+    for a, b in zip(plain, parallel):
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert unmaskable_in_workers == unmaskable >= 1
