@@ -12,7 +12,7 @@ from .core import G2DError
 from .metrics import METRIC_COLUMNS
 
 # %% auto #0
-__all__ = ['PAPER_FACTS', 'paper_results', 'paper_table', 'compare_with_paper']
+__all__ = ['PAPER_FACTS', 'NOT_RATES', 'paper_results', 'paper_table', 'compare_with_paper', 'comparison_markdown']
 
 # %% ../nbs/92_paper.ipynb #4abc6e43
 _PAPER_CSV = """table,dataset,setting,model,ACC,EER,FDR,FMR100,FMR1000,FMR100_Th_FMR,FMR100_Th_FNMR,FMR100_Th_AVG,FMR1000_Th_FMR,FMR1000_Th_FNMR,FMR1000_Th_AVG
@@ -137,3 +137,25 @@ def compare_with_paper(ours, table: int, dataset: str | None = None, models: Map
     frame = pd.DataFrame(parts, index=ours.index)
     frame.insert(0, ("paper model", ""), [models.get(model, "") for _, model in ours.index])
     return frame
+
+# %% ../nbs/92_paper.ipynb #c0a1b2c4
+#: Metric columns that are not rates (printed as they are, not as percentages).
+NOT_RATES: tuple[str, ...] = ("FDR",)
+
+
+def comparison_markdown(frame) -> str:
+    """`compare_with_paper`'s frame as one markdown table with a flat header: setting, model, the paper's row, then
+    per metric g2d / paper / difference; rates in percent (differences in points), FDR as it is, '-' where missing."""
+    metrics = list(dict.fromkeys(metric for metric, _ in frame.columns if metric != "paper model"))
+    header = ["setting", "model", "paper's row"] + [f"{m} {part}" for m in metrics for part in ("g2d", "paper", "diff")]
+
+    def cell(metric: str, value) -> str:
+        if value is None or np.isnan(float(value)):
+            return "-"
+        return f"{value:.2f}" if metric in NOT_RATES else f"{100 * value:.2f}"
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (setting, model), row in frame.iterrows():
+        values = [cell(m, row[(m, part)]) for m in metrics for part in ("g2d", "paper", "difference")]
+        lines.append("| " + " | ".join([str(setting), str(model), str(row[("paper model", "")]) or "-"] + values) + " |")
+    return "\n".join(lines) + "\n"

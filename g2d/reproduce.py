@@ -16,7 +16,8 @@ from .core import (G2DError, DataRootError, RunManifest, check_profile_name, dat
 
 # %% auto #0
 __all__ = ['EXPERIMENT_PARAMETERS', 'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
-           'experiment_dataset', 'data_fingerprint', 'ExperimentFailed', 'run_experiments', 'configure_cli']
+           'experiment_dataset', 'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run', 'run_experiments',
+           'configure_cli']
 
 # %% ../nbs/91_reproduce.ipynb #e46a7794
 @dataclass(frozen=True)
@@ -122,6 +123,30 @@ class ExperimentFailed(G2DError):
     "An experiment notebook raised an error; the message names the notebook and the cell."
 
 
+def keep_earlier_run(manifest: RunManifest, earlier_path: Path, profile: str) -> None:
+    """A partial run (`--only`) over the outputs of an earlier run of the same profile: `manifest` keeps the
+    earlier run's notebooks it did not rerun (marked `from_earlier_run` with that run's time) and the earlier
+    manifest itself under `config['earlier_run']`, so every output still names the run and commit that made it."""
+    import warnings
+
+    if not earlier_path.is_file():
+        return
+    try:
+        earlier = RunManifest.read(earlier_path)
+    except (OSError, ValueError, TypeError) as e:
+        warnings.warn(f"the earlier manifest {earlier_path} is unreadable ({e}); this partial run's replaces it")
+        return
+    if earlier.config.get("profile") != profile:
+        return
+    for name, status in earlier.config.get("notebooks", {}).items():
+        if name not in manifest.config["notebooks"]:
+            manifest.config["notebooks"][name] = {**status, "from_earlier_run": status.get("from_earlier_run",
+                                                                                           earlier.created)}
+    earlier_dict = asdict(earlier)
+    earlier_dict.pop("packages", None)
+    manifest.config["earlier_run"] = earlier_dict
+
+
 def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: str | None = None) -> RunManifest:
     "Run the experiment notebooks of `cfg` with papermill, in order; write and return the run manifest."
     import papermill
@@ -162,6 +187,8 @@ def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: st
             break
     manifest.outputs = sorted(str(p.relative_to(cfg.output_dir)) for p in cfg.output_dir.rglob("*")
                               if p.is_file() and p.name != "manifest.json")
+    if cfg.only:
+        keep_earlier_run(manifest, cfg.output_dir / "manifest.json", cfg.profile)
     manifest.write(cfg.output_dir / "manifest.json")
     if failure:
         raise failure

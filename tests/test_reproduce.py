@@ -33,3 +33,24 @@ def test_cpu_batch_records_the_data_fingerprint(tmp_path, real_data_root):
     assert lfw["files"] >= 13233 and len(lfw["sha256_paths_sizes"]) == 64
     environment = json.loads((figures / "cpu" / "environment.json").read_text())
     assert environment["profile"]["name"] == "cpu" and environment["datasets"]["lfw"]
+
+
+def test_partial_rerun_keeps_the_earlier_run_in_the_manifest(tmp_path):
+    "--only over an earlier run's outputs: the notebooks not rerun keep their entries, the earlier manifest is kept."
+    figures, runs = tmp_path / "figures", tmp_path / "runs"
+
+    def reproduce(*only):
+        done = subprocess.run(g2d_command() + ["reproduce", "--profile", "smoke", "--figures", str(figures),
+                                               "--runs", str(runs), "--only", *only],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-4000:]
+        return json.loads((figures / "smoke" / "manifest.json").read_text())
+
+    first = reproduce("00_environment", "90_summary")
+    second = reproduce("90_summary")
+    notebooks = second["config"]["notebooks"]
+    assert set(notebooks) == {"00_environment.ipynb", "90_summary.ipynb"}
+    assert notebooks["00_environment.ipynb"]["from_earlier_run"] == first["created"]
+    assert "from_earlier_run" not in notebooks["90_summary.ipynb"]
+    assert second["config"]["earlier_run"]["created"] == first["created"]
+    assert set(second["timings"]) == {"90_summary"}
