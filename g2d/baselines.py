@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import ConfigError, G2DError, cache_root, check_profile_name, pick_device
-from .evaluate import EvaluateConfig, FaceEmbedder, dlib_chip_crop, hash_weights, register_model, template_crop
+from .evaluate import EvaluateConfig, FaceEmbedder, hash_weights, register_model
 from .finetuned import has_occlusion, train_maskinv, train_srt
 from .recognizers import BaselineConfig, train_recognizer
 
@@ -294,12 +294,6 @@ class BaselineEmbedder(FaceEmbedder):
         if self.baseline.crop == "dlib_chip":
             return dict(crop="dlib_chip", fit="dlib68", size=150, padding=0.25)
         return dict(crop="arcface_template", size=self.image_size)
-
-    def crop(self, image, landmarks68, occlusion=None):
-        g = self.geometry()
-        if g["crop"] == "dlib_chip":
-            return dlib_chip_crop(image, landmarks68, occlusion, g["fit"], g["size"], g["padding"])
-        return template_crop(image, landmarks68, g["size"], occlusion)
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
         return embed_faces(self.baseline.name, self.model, faces, occlusions, self.batch_size).detach().float().cpu()

@@ -24,10 +24,10 @@ from .protocols import SETTINGS, ProtocolError
 __all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
            'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
            'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop',
-           'TemplateEmbedder', 'register_model', 'unregister_model', 'registered_models', 'load_model',
-           'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings', 'RenderedCrops',
-           'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset',
-           'evaluate', 'configure_cli']
+           'TemplateEmbedder', 'crop_by_geometry', 'register_model', 'unregister_model', 'registered_models',
+           'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings',
+           'RenderedCrops', 'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings',
+           'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -77,7 +77,10 @@ class FaceEmbedder:
     def crop(self, image: np.ndarray, landmarks68: np.ndarray,
              occlusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         "The model's input (uint8 RGB) from a source image and its 68 landmarks; the occlusion map warped alike."
-        raise NotImplementedError
+        geometry = self.geometry()
+        if geometry is None:
+            raise NotImplementedError(f"{type(self).__name__} has neither a crop() nor a geometry()")
+        return crop_by_geometry(geometry, image, landmarks68, occlusion)
 
     def embed(self, faces: np.ndarray, occlusions: np.ndarray | None = None) -> torch.Tensor:
         "L2-normalised embeddings (N x D, CPU) of crops made by `crop` (N x S x S x 3 uint8)."
@@ -88,7 +91,7 @@ class FaceEmbedder:
         raise NotImplementedError
 
     def geometry(self) -> dict[str, Any] | None:
-        "The crop as data, equal for equal crops (so models can share rendered crops); None: not shareable."
+        "The crop as data (`crop_by_geometry` cuts it, the default `crop`); None: a model with its own `crop`."
         return None
 
     def unmasked_fingerprint(self) -> str:
@@ -183,9 +186,6 @@ class DlibChipEmbedder(_TeacherEmbedder):
     def geometry(self) -> dict[str, Any]:
         return dict(crop="dlib_chip", fit=self.fit, size=self.size, padding=self.padding)
 
-    def crop(self, image, landmarks68, occlusion=None):
-        return dlib_chip_crop(image, landmarks68, occlusion, self.fit, self.size, self.padding)
-
 
 def dlib_chip_crop(image: np.ndarray, landmarks68: np.ndarray, occlusion: np.ndarray | None = None,
                    fit: str = "dlib68", size: int = 150, padding: float = 0.25) -> tuple[np.ndarray, np.ndarray | None]:
@@ -225,8 +225,15 @@ class TemplateEmbedder(_TeacherEmbedder):
     def geometry(self) -> dict[str, Any]:
         return dict(crop="arcface_template", size=self.size)
 
-    def crop(self, image, landmarks68, occlusion=None):
-        return template_crop(image, landmarks68, self.size, occlusion)
+
+def crop_by_geometry(geometry: dict[str, Any], image: np.ndarray, landmarks68: np.ndarray,
+                     occlusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    "The crop a `FaceEmbedder.geometry()` describes (dlib chip or ArcFace template), so equal geometries crop alike."
+    if geometry.get("crop") == "dlib_chip":
+        return dlib_chip_crop(image, landmarks68, occlusion, geometry["fit"], geometry["size"], geometry["padding"])
+    if geometry.get("crop") == "arcface_template":
+        return template_crop(image, landmarks68, geometry["size"], occlusion)
+    raise ConfigError(f"unknown crop geometry {geometry!r}: crop must be 'dlib_chip' or 'arcface_template'")
 
 # %% ../nbs/05b_evaluate.ipynb #1615b618
 ModelLoader = Callable[[str, EvaluateConfig], FaceEmbedder]

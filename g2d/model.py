@@ -20,8 +20,8 @@ from torch.utils.data import Dataset
 from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name,
                       dense_labels, pick_device)
 from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
-from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model, register_model,
-                          template_crop)
+from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model,
+                          register_model)
 from .inpainting import ENCODER_VARIANTS, GenerativeEncoder
 from .inpainting_training import (FaceArrays, InpaintingConfig, dataset_faces, load_generative_encoder,
                                      split_by_identity, train_inpainter, train_subset)
@@ -578,9 +578,6 @@ class G2DEmbedder(FaceEmbedder):
 
     def geometry(self) -> dict[str, Any]:
         return dict(crop="arcface_template", size=self.model.image_size)
-
-    def crop(self, image, landmarks68, occlusion=None):
-        return template_crop(image, landmarks68, self.model.image_size, occlusion)
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
         if occlusions is None and self.occlusion == "given":
