@@ -22,11 +22,11 @@ from .finetuned import has_occlusion, train_maskinv, train_srt
 from .recognizers import BaselineConfig, train_recognizer
 
 # %% auto #0
-__all__ = ['INPAINTERS', 'CROPS', 'BASELINES', 'RECOGNIZERS', 'LEARNED_INPAINTERS', 'BASELINE_PREFIX', 'OpenCVInpainter',
-           'build_inpainter', 'InpaintThenRecognize', 'Baseline', 'register_baseline', 'register_inpainter',
-           'get_baseline', 'train_baseline', 'embed_faces', 'GenerativeInpainter', 'generative_inpainter',
-           'baseline_run_dir', 'BaselineEmbedder', 'parse_baseline_spec', 'is_baseline_spec', 'load_baseline',
-           'configure_cli']
+__all__ = ['CROPS', 'INPAINTERS', 'BASELINES', 'RECOGNIZERS', 'LEARNED_INPAINTERS', 'BASELINE_PREFIX', 'OpenCVInpainter',
+           'crop_geometry', 'build_inpainter', 'InpaintThenRecognize', 'Baseline', 'register_baseline',
+           'register_inpainter', 'get_baseline', 'train_baseline', 'embed_faces', 'GenerativeInpainter',
+           'template_frame', 'generative_inpainter', 'baseline_run_dir', 'BaselineEmbedder', 'parse_baseline_spec',
+           'is_baseline_spec', 'load_baseline', 'configure_cli']
 
 # %% ../nbs/10c_baselines.ipynb #0b9d9291
 class OpenCVInpainter:
@@ -64,17 +64,29 @@ def _as_mask_batch(m, x: torch.Tensor) -> torch.Tensor:
     return m
 
 
-INPAINTERS: dict[str, Callable[[BaselineConfig], Callable]] = {
-    "telea": lambda cfg: OpenCVInpainter("telea"),
-    "ns": lambda cfg: OpenCVInpainter("ns"),
+CROPS: tuple[str, ...] = ("template", "dlib_chip")
+
+
+def crop_geometry(crop: str, image_size: int) -> dict[str, Any]:
+    "The `g2d.evaluate` crop geometry of a `Baseline.crop`: the one it is evaluated on, and trained on where it learns."
+    if crop == "dlib_chip":
+        return dict(crop="dlib_chip", fit="dlib68", size=150, padding=0.25)  # the `teacher` model's chips
+    if crop == "template":
+        return dict(crop="arcface_template", size=int(image_size))
+    raise ConfigError(f"crop must be one of {CROPS}, got {crop!r}")
+
+
+INPAINTERS: dict[str, Callable[[BaselineConfig, dict[str, Any]], Callable]] = {
+    "telea": lambda cfg, geometry: OpenCVInpainter("telea"),
+    "ns": lambda cfg, geometry: OpenCVInpainter("ns"),
 }
 
 
-def build_inpainter(name: str, cfg: BaselineConfig) -> Callable:
-    "The inpainter registered as `name`, built for `cfg`."
+def build_inpainter(name: str, cfg: BaselineConfig, geometry: dict[str, Any] | None = None) -> Callable:
+    "The inpainter registered as `name`, built for `cfg` and faces cropped as `geometry` (default: g2d's template)."
     if name not in INPAINTERS:
         raise ConfigError(f"unknown inpainter {name!r}; registered: {', '.join(sorted(INPAINTERS))}")
-    return INPAINTERS[name](cfg)
+    return INPAINTERS[name](cfg, geometry or crop_geometry("template", cfg.image_size))
 
 # %% ../nbs/10c_baselines.ipynb #5511acec
 class InpaintThenRecognize(nn.Module):
@@ -117,8 +129,6 @@ class Baseline:
         "Whether `embed` uses the occlusion maps (a missing map then reads as an unmasked face)."
         return self.embed is not _plain_embed
 
-
-CROPS: tuple[str, ...] = ("template", "dlib_chip")
 
 
 BASELINES: dict[str, Baseline] = {}
@@ -166,8 +176,9 @@ register_baseline(Baseline("inpainted-trained", "IV",
 register_baseline(Baseline("srt", "III", "self-restrained triplet embedding-unmasking module on the arcface recognizer",
                            lambda cfg: train_srt(cfg, train_recognizer(cfg, "clean")), _masked_embed))
 register_baseline(Baseline("srt-dlib", "III", "self-restrained triplet embedding-unmasking module on the dlib recognizer",
-                           lambda cfg: train_srt(cfg, _train_dlib(cfg), name="srt-dlib"), _masked_embed,
-                           crop="dlib_chip"))
+                           lambda cfg: train_srt(cfg, _train_dlib(cfg), name="srt-dlib",
+                                                 crop_geometry=crop_geometry("dlib_chip", cfg.image_size)),
+                           _masked_embed, crop="dlib_chip"))
 register_baseline(Baseline("maskinv", "III", "MaskInv: distillation from the arcface recognizer + ElasticFace",
                            lambda cfg: train_maskinv(cfg, train_recognizer(cfg, "clean")), _plain_embed))
 
@@ -175,7 +186,7 @@ register_baseline(Baseline("maskinv", "III", "MaskInv: distillation from the arc
 def _inpaint_then(inpainter_name: str, recognizer: Baseline) -> Baseline:
     def train(cfg: BaselineConfig) -> InpaintThenRecognize:
         model = recognizer.train(cfg)
-        return InpaintThenRecognize(build_inpainter(inpainter_name, cfg), model,
+        return InpaintThenRecognize(build_inpainter(inpainter_name, cfg, crop_geometry(recognizer.crop, cfg.image_size)), model,
                                     lambda faces: recognizer.embed(model, faces, None))
 
     return Baseline(f"{inpainter_name}+{recognizer.name}", "II",
@@ -183,8 +194,8 @@ def _inpaint_then(inpainter_name: str, recognizer: Baseline) -> Baseline:
                     crop=recognizer.crop, unmasked_as=recognizer.name)
 
 
-def register_inpainter(name: str, factory: Callable[[BaselineConfig], Callable]) -> None:
-    "Make inpainter `factory(cfg)` available by `name`, with its kind II baselines `name+<recognizer>`."
+def register_inpainter(name: str, factory: Callable[[BaselineConfig, dict[str, Any]], Callable]) -> None:
+    "Make inpainter `factory(cfg, geometry)` available by `name`, with its kind II baselines `name+<recognizer>`."
     INPAINTERS[name] = factory
     for recognizer in list(RECOGNIZERS.values()):
         register_baseline(_inpaint_then(name, recognizer))
@@ -220,9 +231,13 @@ def embed_faces(name: str, model, faces, masks=None, batch_size: int = 256) -> t
 class GenerativeInpainter(nn.Module):
     "A g2d generative encoder (`GenerativeEncoder.inpaint`) as a batch inpainter for faces of any size (see above)."
 
-    def __init__(self, encoder: nn.Module, image_size: int):
+    def __init__(self, encoder: nn.Module, image_size: int, geometry: dict[str, Any] | None = None):
         super().__init__()
         self.encoder, self.image_size = encoder.requires_grad_(False).eval(), int(image_size)
+        self.geometry = dict(geometry) if geometry else None
+        self.frame = template_frame(self.geometry, self.image_size) if self.geometry else None  # None: resize
+        if self.frame is not None:  # in the state, so weight fingerprints tell a framed inpainter from a resizing one
+            self.register_buffer("frame_matrix", torch.from_numpy(self.frame))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -234,6 +249,8 @@ class GenerativeInpainter(nn.Module):
         side = (self.image_size, self.image_size)
         device = next(self.encoder.parameters()).device
         small, small_hole = x.detach().float().to(device), hole.float().to(device)
+        if self.frame is not None:
+            return self._framed(x, hole, small, small_hole)
         if small.shape[-2:] != side:
             small = F.interpolate(small, size=side, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
             small_hole = (F.interpolate(small_hole, size=side, mode="area") > 0).float()  # partly occluded: occluded
@@ -243,9 +260,53 @@ class GenerativeInpainter(nn.Module):
             filled = F.interpolate(filled, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
         return torch.where(hole, filled.to(x.device, x.dtype), x)
 
+    def _framed(self, x, hole, faces, holes) -> torch.Tensor:
+        "Warp into the template frame, inpaint there, warp the completion back (see above)."
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] != self.geometry.get("size", x.shape[-1]):
+            raise G2DError(f"faces of shape {tuple(x.shape)} are not the {self.geometry} crops this inpainter frames")
+        to_template = _sampling_grid(self.frame, x.shape[-1], self.image_size, len(x), faces.device)
+        small = F.grid_sample(faces, to_template, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
+        small_hole = (F.grid_sample(holes, to_template, mode="bilinear", align_corners=False) > 0).float()
+        with torch.no_grad():
+            filled = self.encoder.inpaint(small, small_hole).clamp(0, 1)
+        inverse = np.linalg.inv(np.vstack([self.frame, [0, 0, 1]]))[:2]
+        back = _sampling_grid(inverse, self.image_size, x.shape[-1], len(x), faces.device)
+        filled = F.grid_sample(filled, back, mode="bilinear", padding_mode="border", align_corners=False).clamp(0, 1)
+        return torch.where(hole, filled.to(x.device, x.dtype), x)
 
-def generative_inpainter(cfg: BaselineConfig, variant: str = "g2d") -> GenerativeInpainter:
-    "G2D's inpainting model of `cfg.profile` and `variant` ('g2d', 'cnn'), trained or reused by g2d.model (see above)."
+
+def template_frame(geometry: dict[str, Any], size: int) -> np.ndarray | None:
+    """2x3 similarity from the pixels of crops of `geometry` to g2d's template crop of `size` pixels, for dlib's
+    mean face; None for template crops (a resize maps them)."""
+    from g2d.align import five_points_from_68, similarity_transform
+    from g2d.core import canonical_five_points
+    from g2d.evaluate import DLIB_MEAN_FACE_17_67
+
+    if geometry.get("crop") == "arcface_template":
+        return None
+    if geometry.get("crop") != "dlib_chip":
+        raise ConfigError(f"no template frame for crop geometry {geometry!r}")
+    padding, chip = float(geometry["padding"]), int(geometry["size"])
+    mean_face = np.full((68, 2), np.nan)
+    mean_face[17:] = (padding + DLIB_MEAN_FACE_17_67) / (2 * padding + 1) * chip  # where the chip puts the face
+    return similarity_transform(five_points_from_68(mean_face), canonical_five_points(size))
+
+
+def _sampling_grid(matrix: np.ndarray, in_size: int, out_size: int, n: int, device) -> torch.Tensor:
+    "`F.grid_sample` grid of the output (out_size pixels) of the 2x3 pixel map `matrix` (input -> output pixels)."
+    def pixels_from_normalized(size):  # align_corners=False: pixel p has normalized coordinate (2p + 1) / size - 1
+        return np.array([[size / 2, 0, (size - 1) / 2], [0, size / 2, (size - 1) / 2], [0, 0, 1]])
+
+    output_to_input = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))
+    theta = np.linalg.inv(pixels_from_normalized(in_size)) @ output_to_input @ pixels_from_normalized(out_size)
+    theta = torch.as_tensor(theta[:2], dtype=torch.float32, device=device).expand(n, 2, 3)
+    return F.affine_grid(theta, (n, 3, out_size, out_size), align_corners=False)
+
+
+def generative_inpainter(cfg: BaselineConfig, variant: str = "g2d",
+                         geometry: dict[str, Any] | None = None) -> GenerativeInpainter:
+    """G2D's inpainting model of `cfg.profile` and `variant` ('g2d', 'cnn'), trained or reused by g2d.model, for
+    faces cropped as `geometry` (see above)."""
     from g2d.model import G2DConfig, train_encoder_stage, training_faces as g2d_training_faces
 
     g2d_cfg = G2DConfig.from_profile(cfg.profile, variant=variant, data_root=cfg.data_root, cache_dir=cfg.cache_dir,
@@ -256,13 +317,13 @@ def generative_inpainter(cfg: BaselineConfig, variant: str = "g2d") -> Generativ
     else:
         with tempfile.TemporaryDirectory() as run_dir:  # only the stage manifest goes there
             encoder = train_encoder_stage(g2d_cfg, run_dir, faces, cfg.progress)
-    return GenerativeInpainter(encoder, g2d_cfg.encoder_config().image_size)
+    return GenerativeInpainter(encoder, g2d_cfg.encoder_config().image_size, geometry)
 
 
 #: g2d's learned inpainters: name -> the `g2d.model` encoder variant.
 LEARNED_INPAINTERS: dict[str, str] = {"ict": "g2d", "cnn": "cnn"}
 for _name, _variant in LEARNED_INPAINTERS.items():
-    register_inpainter(_name, lambda cfg, variant=_variant: generative_inpainter(cfg, variant))
+    register_inpainter(_name, lambda cfg, geometry, variant=_variant: generative_inpainter(cfg, variant, geometry))
 
 # %% ../nbs/10c_baselines.ipynb #12c80633
 BASELINE_PREFIX = "baseline:"
@@ -291,9 +352,7 @@ class BaselineEmbedder(FaceEmbedder):
         self.requires_occlusion = self.baseline.reads_occlusion
 
     def geometry(self) -> dict[str, Any]:
-        if self.baseline.crop == "dlib_chip":
-            return dict(crop="dlib_chip", fit="dlib68", size=150, padding=0.25)
-        return dict(crop="arcface_template", size=self.image_size)
+        return crop_geometry(self.baseline.crop, self.image_size)
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
         return embed_faces(self.baseline.name, self.model, faces, occlusions, self.batch_size).detach().float().cpu()

@@ -103,9 +103,11 @@ class UnmaskingEmbedder(nn.Module):
 SRT_FIELDS = RECOGNIZER_FIELDS + ("finetune_steps", "finetune_lr", "srt_margin", "unmasking_layers")
 
 
-def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None, name: str = "srt") -> UnmaskingEmbedder:
+def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None, name: str = "srt",
+              crop_geometry: dict | None = None) -> UnmaskingEmbedder:
     """Train an embedding-unmasking module with the SRT loss on top of the frozen `recognizer` (see above); `name`
-    (with the config hash) names its checkpoint folder, so give each recognizer its own."""
+    (with the config hash) names its checkpoint folder, so give each recognizer its own. `crop_geometry`: the crop
+    the recognizer is evaluated on, when not g2d's template (`faces` are then source photos)."""
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     recognizer = recognizer.to(device).eval()
@@ -131,7 +133,8 @@ def train_srt(cfg: BaselineConfig, recognizer: nn.Module, faces=None, name: str 
 
     unmasking.train()
     log = fit_in_run_folder(cfg, name, SRT_FIELDS, step_fn, cfg.finetune_steps,
-                            {"unmasking": unmasking, "optimizer": optimizer, "schedule": schedule}, faces)
+                            {"unmasking": unmasking, "optimizer": optimizer, "schedule": schedule}, faces,
+                            crop_geometry)
     model = UnmaskingEmbedder(recognizer, unmasking.eval())
     model.training_log = log
     return model

@@ -136,8 +136,9 @@ class LandmarkedFaces(Dataset):
         return f"LandmarkedFaces({self.name}: {len(self)} faces, {self.n_classes} identities)"
 
 
-def training_faces(cfg: BaselineConfig) -> LandmarkedFaces:
-    "The training faces of `cfg` (see above)."
+def training_faces(cfg: BaselineConfig, source_photos: bool = False) -> LandmarkedFaces:
+    """The training faces of `cfg` (see above): aligned template crops with their landmarks, or with `source_photos`
+    the photos and their 68 source landmarks (a synthetic face is its own photo)."""
     if cfg.dataset == "synthetic":
         from g2d.synthetic import SyntheticFaces
 
@@ -158,9 +159,15 @@ def training_faces(cfg: BaselineConfig) -> LandmarkedFaces:
     rows = np.flatnonzero(aligned & np.isin(labels, keep_ids))
     if len(rows) == 0:
         raise G2DError(f"no {cfg.dataset} identity has >= {cfg.min_images_per_identity} aligned images in {cache.path}")
+    name = f"{cfg.dataset} {cache.path.name}"
+    if source_photos:
+        from g2d.align import load_rgb
+
+        sources, landmarks = cache.sources, cache.array("source_landmarks")
+        return LandmarkedFaces(lambda i: load_rgb(sources[rows[i]]), lambda i: landmarks[rows[i]],
+                               dense_labels(labels[rows]), f"{name} source photos")
     images, landmarks = cache.array("images"), cache.array("landmarks")
-    return LandmarkedFaces(lambda i: images[rows[i]], lambda i: landmarks[rows[i]], dense_labels(labels[rows]),
-                           f"{cfg.dataset} {cache.path.name}")
+    return LandmarkedFaces(lambda i: images[rows[i]], lambda i: landmarks[rows[i]], dense_labels(labels[rows]), name)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
@@ -171,8 +178,9 @@ class MaskedFaceDataset(Dataset):
     "Items `{'clean', 'masked': 3 x H x W in [0, 1], 'mask': 1 x H x W (1 = occluded), 'label'}` (see above)."
 
     def __init__(self, faces: LandmarkedFaces, masker: Callable[..., MaskedFace], seed: int = 0, epoch: int = 0,
-                 flip: bool = True):
+                 flip: bool = True, crop: Callable | None = None):
         self.faces, self.masker, self.seed, self.epoch, self.flip = faces, masker, seed, epoch, flip
+        self.crop = crop  # (photo, landmarks, occlusion or None) -> (face, occlusion or None), after masking
 
     def __len__(self) -> int:
         return len(self.faces)
@@ -181,23 +189,36 @@ class MaskedFaceDataset(Dataset):
         image, landmarks, label = self.faces[i]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         masked = self.masker(image, landmarks, rng)
-        item = {"clean": _to_tensor(image), "masked": _to_tensor(masked.image),
-                "mask": torch.from_numpy(masked.occlusion[None].astype(np.float32)), "label": label}
+        masked_image, occlusion = masked.image, masked.occlusion
+        if self.crop is not None:
+            image, _ = self.crop(image, landmarks, None)
+            masked_image, occlusion = self.crop(masked_image, landmarks, occlusion)
+        item = {"clean": _to_tensor(image), "masked": _to_tensor(masked_image),
+                "mask": torch.from_numpy(np.asarray(occlusion, np.float32)[None]), "label": label}
         if self.flip and rng.random() < 0.5:
             item.update({k: item[k].flip(-1) for k in ("clean", "masked", "mask")})
         return item
 
 
-def masked_face_batches(cfg: BaselineConfig, faces: LandmarkedFaces | None = None) -> Callable:
-    "`start_step -> endless batch iterator` (for `g2d.training.fit`) of `MaskedFaceDataset` batches, reshuffled per epoch."
-    faces = faces if faces is not None else training_faces(cfg)
+def masked_face_batches(cfg: BaselineConfig, faces: LandmarkedFaces | None = None,
+                        crop_geometry: dict[str, Any] | None = None) -> Callable:
+    """`start_step -> endless batch iterator` (for `g2d.training.fit`) of `MaskedFaceDataset` batches, reshuffled per
+    epoch. With `crop_geometry` (a `g2d.evaluate` crop geometry) the faces are source photos (default
+    `training_faces(cfg, source_photos=True)`), masked, then cropped to that geometry."""
+    crop = None
+    if crop_geometry is not None:
+        from functools import partial
+        from g2d.evaluate import crop_by_geometry
+
+        crop = partial(crop_by_geometry, dict(crop_geometry))
+    faces = faces if faces is not None else training_faces(cfg, source_photos=crop is not None)
     masker = training_masker(cfg)
     if len(faces) < cfg.batch_size:
         raise ConfigError(f"{faces!r} has fewer faces than one batch ({cfg.batch_size})")
 
     def make_loader(epoch: int) -> DataLoader:
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        return DataLoader(MaskedFaceDataset(faces, masker, cfg.seed, epoch, cfg.flip), batch_size=cfg.batch_size,
+        return DataLoader(MaskedFaceDataset(faces, masker, cfg.seed, epoch, cfg.flip, crop), batch_size=cfg.batch_size,
                           shuffle=True, drop_last=True, generator=generator, **loader_workers(cfg.num_workers))
 
     return epoch_batches(make_loader, len(faces) // cfg.batch_size)
@@ -323,16 +344,25 @@ RECOGNIZER_FIELDS = ("dataset", "n_identities", "images_per_identity", "min_imag
                      "mask_probability", "seed")
 
 
-def run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str]) -> Path | None:
-    "`run_dir/<name>-<hash of fields>` (None without a run_dir)."
-    return None if cfg.run_dir is None else Path(cfg.run_dir) / f"{name}-{cfg.fingerprint(fields)}"
+def run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str],
+               crop_geometry: dict[str, Any] | None = None) -> Path | None:
+    "`run_dir/<name>-<hash of fields (and of the crop geometry, when not the template)>` (None without a run_dir)."
+    if cfg.run_dir is None:
+        return None
+    tag = cfg.fingerprint(fields)
+    if crop_geometry is not None:
+        tag = hashlib.sha256(json.dumps([tag, crop_geometry], sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.run_dir) / f"{name}-{tag}"
 
 
 def fit_in_run_folder(cfg: BaselineConfig, name: str, fields: Sequence[str], step_fn: Callable, steps: int,
-                      state: dict[str, Any], faces: LandmarkedFaces | None = None) -> TrainingLog:
-    "`g2d.training.fit` over `masked_face_batches`, checkpointing to `run_folder(cfg, name, fields)` when there is one."
-    folder = run_folder(cfg, name, fields)
-    return fit(step_fn, masked_face_batches(cfg, faces), steps, state, Checkpointer(folder) if folder else None,
+                      state: dict[str, Any], faces: LandmarkedFaces | None = None,
+                      crop_geometry: dict[str, Any] | None = None) -> TrainingLog:
+    """`g2d.training.fit` over `masked_face_batches(cfg, faces, crop_geometry)`, checkpointing to `run_folder(cfg, name,
+    fields, crop_geometry)` when there is one."""
+    folder = run_folder(cfg, name, fields, crop_geometry)
+    batches = masked_face_batches(cfg, faces, crop_geometry)
+    return fit(step_fn, batches, steps, state, Checkpointer(folder) if folder else None,
                cfg.checkpoint_every, folder / "log.jsonl" if folder else None, desc=name, progress=cfg.progress)
 
 

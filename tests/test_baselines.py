@@ -156,10 +156,17 @@ def smoke_run(tmp_path_factory):
                                        cache_dir=str(tmp_path_factory.mktemp("cache")))  # G2D's encoders train here
 
 
+@pytest.fixture(scope="module")
+def chips(faces):
+    "The same faces at dlib's chip size (150 px), for the baselines evaluated on dlib chips."
+    return {k: torch.nn.functional.interpolate(v, size=(150, 150), mode="nearest") for k, v in faces.items()}
+
+
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_every_baseline_trains_in_smoke_and_embeds(name, smoke_run, faces):
+def test_every_baseline_trains_in_smoke_and_embeds(name, smoke_run, faces, chips):
     model = train_baseline(name, smoke_run)
     assert model.train_seconds >= 0
+    faces = chips if BASELINES[name].crop == "dlib_chip" else faces  # each baseline its evaluation crop's size
     clean = embed_faces(name, model, faces["clean"])
     masked = embed_faces(name, model, faces["masked"], faces["mask"])
     assert clean.shape == masked.shape and clean.shape[0] == 8
@@ -190,7 +197,7 @@ def test_registering_an_inpainter_adds_its_kind_two_baselines(faces):
         return torch.where(m > 0.5, torch.full_like(x, 0.5), x)
 
     try:
-        register_inpainter("grey-test", lambda cfg: grey)
+        register_inpainter("grey-test", lambda cfg, geometry: grey)
         names = {f"grey-test+{r}" for r in RECOGNIZERS}
         assert names <= set(BASELINES) and all(BASELINES[n].kind == "II" for n in names)
         model = InpaintThenRecognize(grey, torch.nn.Identity(), lambda x: x.flatten(1))
@@ -367,3 +374,34 @@ def test_recognizer_batches_do_not_depend_on_loader_workers():
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ConfigError, match="num_workers"):
         masked_face_batches(BaselineConfig.from_profile("smoke", num_workers=-1))(0).__next__()
+
+
+def test_srt_dlib_trains_on_the_dlib_chips_it_is_evaluated_on(smoke_run):
+    from g2d.baselines import crop_geometry
+    from g2d.recognizers import masked_face_batches, run_folder
+
+    chip = crop_geometry("dlib_chip", smoke_run.image_size)
+    assert BaselineEmbedder("srt-dlib", None).geometry() == chip
+    batch = next(masked_face_batches(smoke_run, crop_geometry=chip)(0))
+    assert batch["clean"].shape[-2:] == (150, 150) and batch["mask"].shape[-2:] == (150, 150)
+    assert (batch["mask"].flatten(1).mean(1) > 0.05).float().mean() > 0.5  # masks drawn on the photos, cropped alike
+    model = train_baseline("srt-dlib", smoke_run)
+    from g2d.finetuned import SRT_FIELDS
+    folder = run_folder(smoke_run, "srt-dlib", SRT_FIELDS, chip)
+    assert folder != run_folder(smoke_run, "srt-dlib", SRT_FIELDS)  # never resumes a template-trained module
+    assert (folder / "log.jsonl").is_file() and len(model.training_log.rows) == smoke_run.finetune_steps
+
+
+def test_learned_inpainters_frame_dlib_chips_into_their_template(smoke_run, chips):
+    from g2d.baselines import crop_geometry
+
+    framed = train_baseline("ict+dlib", smoke_run).inpainter
+    resizing = train_baseline("ict+arcface", smoke_run).inpainter
+    assert framed.frame is not None and resizing.frame is None
+    assert "frame_matrix" in framed.state_dict() and "frame_matrix" not in resizing.state_dict()
+    assert framed.geometry == crop_geometry("dlib_chip", smoke_run.image_size)
+    out = framed(chips["masked"], chips["mask"])
+    hole = chips["mask"].expand_as(out) > 0.5
+    assert torch.equal(out[~hole], chips["masked"][~hole]) and (out[hole] != chips["masked"][hole]).float().mean() > 0.5
+    with pytest.raises(G2DError):
+        framed(torch.zeros(2, 3, 64, 64), torch.ones(2, 1, 64, 64))
