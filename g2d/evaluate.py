@@ -302,11 +302,12 @@ def _teacher_config(config: EvaluateConfig, **changes):
     return TeacherConfig(batch_size=config.batch_size, device=config.device, **changes)
 
 
-def _load_dlib_teacher(flip: bool, fit: str = "dlib68") -> ModelLoader:
+def _load_dlib_teacher(flip: bool, fit: str = "dlib68", jitters: int = 0) -> ModelLoader:
     def load(spec: str, config: EvaluateConfig) -> FaceEmbedder:
         from g2d.teacher import build_teacher
 
-        return DlibChipEmbedder(build_teacher(_teacher_config(config, flip_average=flip)), name=spec, fit=fit)
+        return DlibChipEmbedder(build_teacher(_teacher_config(config, flip_average=flip, jitters=jitters)), name=spec,
+                                fit=fit)
     return load
 
 
@@ -324,6 +325,7 @@ register_model("teacher", _load_dlib_teacher(flip=False), replace=True)
 register_model("teacher-flip", _load_dlib_teacher(flip=True), replace=True)
 register_model("teacher-5pt", _load_dlib_teacher(flip=False, fit="dlib5"), replace=True)
 register_model("teacher-5pt-flip", _load_dlib_teacher(flip=True, fit="dlib5"), replace=True)
+register_model("teacher-jitter", _load_dlib_teacher(flip=False, jitters=10), replace=True)
 register_model(_is_onnx_file, _load_onnx)
 
 # %% ../nbs/05b_evaluate.ipynb #394ec1d5

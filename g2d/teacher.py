@@ -22,8 +22,8 @@ from .dlib_port import DlibResNet, load_dlib_resnet
 
 # %% auto #0
 __all__ = ['TEACHER_KINDS', 'as_face_batch', 'Teacher', 'file_sha256', 'DlibResNetTeacher', 'TorchModuleTeacher', 'OnnxTeacher',
-           'TeacherConfig', 'build_teacher', 'TeacherFeatures', 'teacher_features_fingerprint',
-           'cached_teacher_features']
+           'dlib_jitter_grids', 'JitterAveragedTeacher', 'TeacherConfig', 'build_teacher', 'TeacherFeatures',
+           'teacher_features_fingerprint', 'cached_teacher_features']
 
 # %% ../nbs/05_teacher.ipynb #e2d17ca8
 def as_face_batch(faces: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -263,6 +263,56 @@ class OnnxTeacher(_NormalisedInput):
     def weights_fingerprint(self) -> str:
         return self._weights_hash
 
+# %% ../nbs/05_teacher.ipynb #b2c3d4e5
+def dlib_jitter_grids(size: int, jitters: int, seed: int = 0) -> torch.Tensor:
+    "`F.grid_sample` grids (jitters x size x size x 2, align_corners=True) of dlib's chip jitter (see above)."
+    rng = np.random.default_rng(seed)
+    side = size - 6  # dlib: shrink_rect(get_rect(img), 3)
+    centre = size // 2  # dlib's integer centre of that rectangle
+    pixels = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    u, v = np.meshgrid(pixels, pixels)
+    grids = []
+    for _ in range(jitters):
+        shift = np.round(rng.uniform(-0.02, 0.02, 2) * side)
+        box = int(side / rng.uniform(0.97, 0.99999))
+        angle = np.deg2rad(rng.uniform(-3.0, 3.0))
+        mirrored = rng.random() > 0.5
+        left_top = centre + shift - box // 2  # dlib's centered_rect
+        middle = left_top + (box - 1) / 2
+        scale = (box - 1) / (size - 1)
+        uu = -u if mirrored else u
+        x = middle[0] + scale * (np.cos(angle) * uu - np.sin(angle) * v)
+        y = middle[1] + scale * (np.sin(angle) * uu + np.cos(angle) * v)
+        grids.append(np.stack([x, y], -1) * 2 / (size - 1) - 1)
+    return torch.as_tensor(np.stack(grids), dtype=torch.float32)
+
+
+class JitterAveragedTeacher(Teacher):
+    "`teacher`'s embedding averaged over `jitters` jittered copies of each face (dlib's num_jitters; see above)."
+
+    def __init__(self, teacher: Teacher, jitters: int = 10, seed: int = 0):
+        if jitters < 2:
+            raise ConfigError(f"jitter averaging needs at least 2 jitters, got {jitters}")
+        super().__init__(False, teacher.batch_size)
+        self.teacher, self.jitters, self.seed = teacher, int(jitters), int(seed)
+        self.input_size, self.embedding_dim = teacher.input_size, teacher.embedding_dim
+        self.register_buffer("grids", dlib_jitter_grids(self.input_size, self.jitters, self.seed), persistent=False)
+
+    def forward(self, faces) -> torch.Tensor:
+        x = self.teacher.prepare(faces)
+        total = 0
+        for grid in self.grids:
+            copies = F.grid_sample(x, grid.expand(len(x), -1, -1, -1), mode="bilinear", padding_mode="zeros",
+                                   align_corners=True)
+            total = total + self.teacher(copies)
+        return F.normalize(total, dim=1)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.teacher.describe(), jitters=self.jitters, jitter_seed=self.seed)
+
+    def weights_fingerprint(self) -> str:
+        return self.teacher.weights_fingerprint()
+
 # %% ../nbs/05_teacher.ipynb #b3181aad
 TEACHER_KINDS: tuple[str, ...] = ("dlib", "torch", "onnx")
 
@@ -277,6 +327,7 @@ class TeacherConfig(StageConfig):
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     channel_order: str = "rgb"  # rgb | bgr (torch/onnx)
     flip_average: bool = False  # add the mirrored face's embedding before normalising
+    jitters: int = 0  # > 1: average over that many jittered copies (JitterAveragedTeacher; dlib's docs suggest 10)
     batch_size: int = 64
     device: str = "auto"
 
@@ -294,6 +345,8 @@ class TeacherConfig(StageConfig):
             raise ConfigError(f"input_size must be >= 16 and batch_size >= 1, got {self.input_size}, {self.batch_size}")
         if self.channel_order not in ("rgb", "bgr"):
             raise ConfigError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
+        if self.jitters < 0 or self.jitters == 1:
+            raise ConfigError(f"jitters must be 0 (none) or >= 2, got {self.jitters}")
 
 
 def build_teacher(config: TeacherConfig | None = None) -> Teacher:
@@ -309,6 +362,10 @@ def build_teacher(config: TeacherConfig | None = None) -> Teacher:
             teacher = TorchModuleTeacher.from_file(config.path, **third_party)
         else:
             teacher = OnnxTeacher(config.path, **third_party)
+    if config.jitters:
+        if config.kind == "onnx":
+            raise ConfigError("jitter averaging needs a torch teacher (dlib or torch), not an ONNX one")
+        teacher = JitterAveragedTeacher(teacher, config.jitters)
     device = pick_device(config.device)
     return teacher.to(device).eval() if config.kind != "onnx" else teacher.eval()
 
