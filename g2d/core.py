@@ -27,9 +27,9 @@ __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDER
            'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
            'ConfigError', 'check_profile_name', 'StageConfig', 'RunProfile', 'DataRootError', 'data_root',
            'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'loader_workers', 'pick_device',
-           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'fingerprint_files',
-           'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info',
-           'canonical_five_points', 'dlib_model_file', 'dense_labels', 'environment_report']
+           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz',
+           'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
+           'machine_info', 'canonical_five_points', 'dlib_model_file', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -276,6 +276,31 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_write(path, "wb") as f:
         torch.save(obj, f)
     return Path(path)
+
+
+def load_keyed_npz(path: str | os.PathLike, fingerprint: str, keys: list[str], rows: tuple[str, ...],
+                   optional: tuple[str, ...] = (), what: str = "cache") -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file written with `fingerprint` and `keys` (arrays named so in the npz): `rows`, one row
+    per key, and `optional` ones where present. None when the file is missing, and None with a warning (naming
+    `what`) when it is unreadable or holds another fingerprint, other keys or rows of another count: the caller
+    recomputes, never uses a stale or damaged file."""
+    import warnings
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored, stored_keys = str(z["fingerprint"]), z["keys"].tolist()
+            arrays = {name: z[name] for name in rows}
+            arrays.update({name: z[name] for name in optional if name in z.files})
+    except Exception as e:
+        warnings.warn(f"{what} {path} is unreadable ({e}); recomputing")
+        return None
+    if stored != fingerprint or stored_keys != list(keys) or any(len(arrays[name]) != len(keys) for name in rows):
+        warnings.warn(f"{what} {path} does not match its fingerprint or keys; recomputing")
+        return None
+    return arrays
 
 # %% ../nbs/00_core.ipynb #c9a376f3
 def fingerprint_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike, content: bool = True) -> str:

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Sequence
@@ -17,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import numpy as np
 import torch
 
-from .core import ConfigError, G2DError, StageConfig, atomic_write, cache_root
+from .core import ConfigError, G2DError, StageConfig, atomic_write, cache_root, load_keyed_npz
 from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
@@ -454,19 +453,12 @@ def rendered_crops(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndar
     fingerprint = _digest(geometry, data_fingerprint, hook_fingerprint(hook), keys)
     tag = "-".join(str(geometry[k]) for k in sorted(geometry))
     path = Path(cache_dir) / f"{name}.crops-{tag}-{fingerprint[:16]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                stored = (str(z["fingerprint"]), z["keys"].tolist(), z["faces"],
-                          z["occlusions"] if "occlusions" in z else None, z["unmasked"].tolist())
-        except Exception as e:
-            warnings.warn(f"crop cache {path} is unreadable ({e}); rendering the crops again")
-        else:
-            if stored[0] == fingerprint and stored[1] == keys and len(stored[2]) == len(keys):
-                if stored[4] and isinstance(getattr(hook, "unmasked", None), list):
-                    hook.unmasked.extend(stored[4])  # as if the hook had drawn them now
-                return RenderedCrops(keys, stored[2], stored[3], stored[4], path, True)
-            warnings.warn(f"crop cache {path} does not match its fingerprint or keys; rendering the crops again")
+    stored = load_keyed_npz(path, fingerprint, keys, ("faces",), ("occlusions", "unmasked"), what="crop cache")
+    if stored is not None:
+        unmasked = stored["unmasked"].tolist() if "unmasked" in stored else []
+        if unmasked and isinstance(getattr(hook, "unmasked", None), list):
+            hook.unmasked.extend(unmasked)  # as if the hook had drawn them now
+        return RenderedCrops(keys, stored["faces"], stored.get("occlusions"), unmasked, path, True)
     faces, occlusions, unmasked = [], [], []
     for key, file, landmarks in tqdm(images, desc=f"crops: {name}", disable=not progress):
         face, occlusion, left_unmasked = _render_one(model, key, file, landmarks, hook)

@@ -405,18 +405,10 @@ def teacher_features_fingerprint(teacher: Teacher, dataset: str, keys: Sequence[
 
 
 def _load_cached(path: Path, fingerprint: str, keys: list[str]) -> torch.Tensor | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            stored, stored_keys, embeddings = str(z["fingerprint"]), z["keys"].tolist(), z["embeddings"]
-    except Exception as e:
-        warnings.warn(f"teacher feature cache {path} is unreadable ({e}); recomputing")
-        return None
-    if stored != fingerprint or stored_keys != keys or len(embeddings) != len(keys):
-        warnings.warn(f"teacher feature cache {path} does not match its fingerprint or keys; recomputing")
-        return None
-    return torch.from_numpy(embeddings)
+    from g2d.core import load_keyed_npz
+
+    stored = load_keyed_npz(path, fingerprint, keys, ("embeddings",), what="teacher feature cache")
+    return None if stored is None else torch.from_numpy(stored["embeddings"])
 
 
 def cached_teacher_features(teacher: Teacher, cache_dir: str | os.PathLike, dataset: str, keys: Sequence[str],
