@@ -1,7 +1,8 @@
 """Faces per second of the teacher: dlib's own recognizer vs the PyTorch port, on the same 150x150 chips.
 
 dlib runs one chip per call (`compute_face_descriptor`), as g2d would call it; the port runs batched on the CPU at
-batch sizes 1, 16 and 64 (and on the GPU when there is one). Chips are real LFW faces when G2D_DATA points at the
+batch sizes 1, 16 and 64 (and on the GPU when there is one). Also with 10 jitters (dlib's `num_jitters`, the port's
+`JitterAveragedTeacher`), where a face costs ten network passes. Chips are real LFW faces when G2D_DATA points at the
 data (dlib HOG + 5-point chips), else random images (speed does not depend on content).
 
 Run: PYTHONPATH=. G2D_DATA=../shared/data python benchmarks/bench_teacher.py [--faces 64]
@@ -17,7 +18,7 @@ from tabulate import tabulate
 
 from g2d.core import DataRootError, dlib_model_file, find_datasets
 from g2d.dlib_port import dlib_five_point_landmarks, face_chip
-from g2d.teacher import DlibResNetTeacher
+from g2d.teacher import DlibResNetTeacher, JitterAveragedTeacher
 
 
 def benchmark_chips(count: int) -> tuple[np.ndarray, str]:
@@ -67,7 +68,11 @@ def main(argv=None) -> list[dict]:
     recognizer = dlib.face_recognition_model_v1(str(dlib_model_file("recognizer")))
     teacher = DlibResNetTeacher()
     rows = [dict(model="dlib compute_face_descriptor", device="cpu", threads=1, batch=1,
-                 faces_per_s=faces_per_second(lambda: [recognizer.compute_face_descriptor(c) for c in chips], len(chips)))]
+                 faces_per_s=faces_per_second(lambda: [recognizer.compute_face_descriptor(c) for c in chips], len(chips))),
+            dict(model="dlib compute_face_descriptor, 10 jitters", device="cpu", threads=1, batch=1,
+                 faces_per_s=faces_per_second(lambda: [recognizer.compute_face_descriptor(c, 10) for c in chips],
+                                              len(chips), repeats=1))]
+    jittered = JitterAveragedTeacher(teacher, jitters=10)
     settings = [(torch.device("cpu"), n) for n in thread_counts]
     if torch.cuda.is_available():
         settings.append((torch.device("cuda"), max(thread_counts)))
@@ -81,6 +86,14 @@ def main(argv=None) -> list[dict]:
                     torch.cuda.synchronize()
             rows.append(dict(model="g2d DlibResNetTeacher (port)", device=str(device), threads=threads, batch=batch,
                              faces_per_s=faces_per_second(run, len(chips))))
+        jittered.to(device)
+
+        def run_jittered():
+            out = jittered.embed(chips, batch_size=64)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        rows.append(dict(model="g2d JitterAveragedTeacher (port), 10 jitters", device=str(device), threads=threads,
+                         batch=64, faces_per_s=faces_per_second(run_jittered, len(chips), repeats=1)))
     base = rows[0]["faces_per_s"]
     for row in rows:
         row["vs_dlib"] = row["faces_per_s"] / base
