@@ -130,7 +130,6 @@ class Baseline:
         return self.embed is not _plain_embed
 
 
-
 BASELINES: dict[str, Baseline] = {}
 RECOGNIZERS: dict[str, Baseline] = {}  # the kind I entries kind II and III build on
 
@@ -186,8 +185,8 @@ register_baseline(Baseline("maskinv", "III", "MaskInv: distillation from the arc
 def _inpaint_then(inpainter_name: str, recognizer: Baseline) -> Baseline:
     def train(cfg: BaselineConfig) -> InpaintThenRecognize:
         model = recognizer.train(cfg)
-        return InpaintThenRecognize(build_inpainter(inpainter_name, cfg, crop_geometry(recognizer.crop, cfg.image_size)), model,
-                                    lambda faces: recognizer.embed(model, faces, None))
+        inpainter = build_inpainter(inpainter_name, cfg, crop_geometry(recognizer.crop, cfg.image_size))
+        return InpaintThenRecognize(inpainter, model, lambda faces: recognizer.embed(model, faces, None))
 
     return Baseline(f"{inpainter_name}+{recognizer.name}", "II",
                     f"{inpainter_name} inpainting, then the {recognizer.name} recognizer", train, _masked_embed,

@@ -347,6 +347,8 @@ class TeacherConfig(StageConfig):
             raise ConfigError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
         if self.jitters < 0 or self.jitters == 1:
             raise ConfigError(f"jitters must be 0 (none) or >= 2, got {self.jitters}")
+        if self.jitters and self.kind == "onnx":
+            raise ConfigError("jitter averaging needs a torch teacher (dlib or torch), not an ONNX one")
 
 
 def build_teacher(config: TeacherConfig | None = None) -> Teacher:
@@ -363,8 +365,6 @@ def build_teacher(config: TeacherConfig | None = None) -> Teacher:
         else:
             teacher = OnnxTeacher(config.path, **third_party)
     if config.jitters:
-        if config.kind == "onnx":
-            raise ConfigError("jitter averaging needs a torch teacher (dlib or torch), not an ONNX one")
         teacher = JitterAveragedTeacher(teacher, config.jitters)
     device = pick_device(config.device)
     return teacher.to(device).eval() if config.kind != "onnx" else teacher.eval()
