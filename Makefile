@@ -20,7 +20,7 @@ else
 TEST_DATA := $(G2D_DATA)
 endif
 
-.PHONY: help install test sync nbtest pytest reproduce lab bench export clean
+.PHONY: help install test sync nbtest pytest reproduce lab bench export clean release-arrays gpu-release
 
 help:
 	@echo "make test        create .venv if missing, install, check export sync, nbdev_test, pytest"
@@ -28,6 +28,7 @@ help:
 	@echo "make lab         JupyterLab on the notebooks"
 	@echo "make bench       benchmarks"
 	@echo "make export      nbdev_export + nbdev_clean after editing notebooks"
+	@echo "make release-arrays / make gpu-release   the released model's GPU variant (see nbs/09b_release.ipynb)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +66,16 @@ bench: install
 export: install
 	$(BIN)/nbdev_export
 	$(BIN)/nbdev_clean
+
+# The released model's GPU variant (nbs/09b_release.ipynb): pack the arrays here (they need the data root), carry
+# them to a GPU machine (at most 60 MiB), and there run `make gpu-release OUT=DIR` (no data root, no teacher needed).
+ARRAYS ?= runs/release-arrays.npz
+OUT ?= runs/gpu-release
+release-arrays: install
+	$(BIN)/g2d release pack --out $(ARRAYS) $(if $(DATA),--root "$(DATA)")
+
+gpu-release:
+	python3 -m pip install -q --no-deps -e . && python3 -m g2d.cli release gpu-run --arrays $(ARRAYS) --out $(OUT)
 
 clean:
 	rm -rf runs build dist *.egg-info .pytest_cache

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import StageConfig, seed_everything
-from .reformer import freeze, _loader
+from .reformer import _loader, freeze, frozen_features, make_optimizer
+from .training_faces import UNLABELLED
 
 # %% auto #0
 __all__ = ['ClassifierConfig', 'FeatureClassifier', 'train_classifier']
@@ -39,29 +40,31 @@ class FeatureClassifier(nn.Module):
     def forward(self, embedding): return self.fc(embedding)
 
 # %% ../nbs/08_classifier.ipynb #9764d1f2
-def train_classifier(cfg: ClassifierConfig, encoder: nn.Module, reformer: nn.Module, data, num_identities: int,
+def train_classifier(cfg: ClassifierConfig, encoder: nn.Module | None, reformer: nn.Module, data, num_identities: int,
                      out_dir, device="cpu", progress: bool = True):
-    "Train a `FeatureClassifier` on frozen encoder + reformer; `data` yields (masked x, m, identity, index). DDP-aware."
+    """Train a `FeatureClassifier` on frozen encoder + reformer; `data` yields (masked x, m, identity, index), or with
+    `encoder` None cached encoder features (features, identity, index). Faces without identity are ignored. DDP-aware."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
     from g2d.training import Checkpointer, epoch_batches, fit
     seed_everything(cfg.seed)
     out_dir = Path(out_dir)
-    encoder, reformer = freeze(encoder.to(device)), freeze(reformer.to(device))
+    encoder, reformer = None if encoder is None else freeze(encoder.to(device)), freeze(reformer.to(device))
     clf = FeatureClassifier(reformer.embedding_dim, num_identities).to(device)
     distributed = dist.is_available() and dist.is_initialized()
     wrapped, rank = (DDP(clf), dist.get_rank()) if distributed else (clf, 0)
-    opt = torch.optim.SGD(clf.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
+    opt, sched = make_optimizer(cfg, clf.parameters())
 
     def step_fn(batch, step):
-        x, m, labels, _ = (b.to(device) for b in batch)
+        feats, labels, _ = frozen_features(encoder, batch, device)
         with torch.no_grad():
-            emb = reformer(encoder(x, m))
+            emb = reformer(feats)
+        known = labels != UNLABELLED
         logits = wrapped(emb)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits[known], labels[known]) if known.any() else logits.sum() * 0
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        return {"ce": float(loss.detach()), "accuracy": float((logits.argmax(1) == labels).float().mean())}
+        accuracy = (logits[known].argmax(1) == labels[known]).float().mean() if known.any() else torch.tensor(float("nan"))
+        return {"ce": float(loss.detach()), "accuracy": float(accuracy)}
 
     log = fit(step_fn, epoch_batches(lambda e: _loader(data, cfg.batch_size, cfg.seed, e, cfg.num_workers)), cfg.steps,
               {"classifier": clf, "optimizer": opt, "scheduler": sched},

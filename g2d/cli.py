@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed face photos with a trained G2D model", "g2d.model:configure_embed_cli"),
     "verify": ("are two face photos the same person? similarity and decision at a calibrated FMR",
                "g2d.model:configure_verify_cli"),
+    "release": ("pack the release's training arrays, or train its GPU variant from them", "g2d.release:configure_cli"),
 }
 
 

@@ -117,7 +117,7 @@ DEFAULT_DATA_ROOT = Path("data")
 #: Known datasets and their folder under the data root (the layout of the development copy is the reference).
 DATASET_FOLDERS: dict[str, str] = {
     "lfw": "lfw", "celeba": "celeba", "mfr2": "mfr2", "rmfd": "rmfd", "mlfw": "mlfw", "cplfw": "cplfw",
-    "mask_templates": "mask_templates",
+    "celeba_wild": "celeba_wild", "utkface": "utkface", "mask_templates": "mask_templates",
 }
 
 

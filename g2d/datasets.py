@@ -20,9 +20,9 @@ from .pairs import ImageRef, PairsFormatError, VerificationPair, find_pairs_file
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'DATASET_READERS', 'ImageReadError', 'AnnotationFormatError', 'read_image',
-           'MissingPairImagesError', 'FaceDataset', 'write_example_layout', 'CelebA', 'LFW', 'MFR2', 'RMFD', 'MLFW',
-           'CPLFW', 'dataset_reader', 'open_dataset', 'face_datasets_found', 'dataset_image_files', 'check_dataset',
-           'check_data_root', 'configure_cli']
+           'MissingPairImagesError', 'FaceDataset', 'write_example_layout', 'CelebA', 'CelebAWild', 'LFW', 'MFR2',
+           'RMFD', 'UTKFace', 'MLFW', 'CPLFW', 'dataset_reader', 'open_dataset', 'face_datasets_found',
+           'dataset_image_files', 'check_dataset', 'check_data_root', 'configure_cli']
 
 # %% ../nbs/02_datasets.ipynb #038c5b5f
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -77,6 +77,8 @@ class FaceDataset(Dataset):
 
     name: ClassVar[str] = ""
     layout: ClassVar[str] = ""  # the expected layout, quoted in error messages
+    #: False for a dataset without identities (each image is its own "identity"): usable where no label is needed
+    labelled: ClassVar[bool] = True
 
     def __init__(self, root: str | os.PathLike, transform: Callable | None = None, strict: bool = True):
         self.root = Path(root).expanduser().resolve()
@@ -181,13 +183,18 @@ def write_example_layout(name: str, root: str | os.PathLike, corrupt: bool = Fal
     folder = Path(root) / DATASET_FOLDERS[name]
     people = _EXAMPLE_PEOPLE
     images: list[Path] = []
-    if name == "celeba":
+    if name in ("celeba", "celeba_wild"):
         ids = [2880, 2937, 2880, 8692, 2937, 4153]
-        for number in range(1, len(ids) + 1):
-            images.append(folder / "img_align_celeba" / f"{number:06d}.jpg")
-        rows = [f"{number:06d}.jpg {identity}" for number, identity in enumerate(ids + [8692, 10177], 1)]
+        first, images_dir = (1, "img_align_celeba") if name == "celeba" else (11, "img_celeba")
+        for number in range(first, first + len(ids)):
+            images.append(folder / images_dir / f"{number:06d}.jpg")
+        rows = [f"{number:06d}.jpg {identity}" for number, identity in enumerate(ids + [8692, 10177], first)]
         (folder).mkdir(parents=True, exist_ok=True)
         (folder / "identity_CelebA.txt").write_text("\n".join(rows) + "\n")
+    elif name == "utkface":
+        names = ["26_0_1_20170116171048641.jpg.chip.jpg", "3_1_2_20161219190520297.jpg.chip.jpg",
+                 "61_1_0_20170110141529773.jpg.chip.jpg", "39_1_20170116174525125.jpg.chip.jpg"]  # the last lacks race
+        images += [folder / file for file in names]
     elif name in ("lfw", "mfr2"):
         extension = ".jpg" if name == "lfw" else ".png"
         for person, count in people.items():
@@ -241,11 +248,12 @@ class CelebA(FaceDataset):
 
     name = "celeba"
     layout = "celeba/img_align_celeba/000001.jpg ... and celeba/identity_CelebA.txt"
+    images_folder: ClassVar[str] = "img_align_celeba"
 
     def __init__(self, root, transform=None, strict: bool = True):
         super().__init__(root, transform, strict)
-        images_dir = _first_existing([self.root / "img_align_celeba", self.root / "Img" / "img_align_celeba"],
-                                     "CelebA image folder img_align_celeba")
+        images_dir = _first_existing([self.root / self.images_folder, self.root / "Img" / self.images_folder],
+                                     f"CelebA image folder {self.images_folder}")
         self.identity_file = _first_existing(
             [self.root / "identity_CelebA.txt", self.root / "Anno" / "identity_CelebA.txt",
              self.root.parent / f"{self.root.name}_meta" / "identity_CelebA.txt"], "CelebA identity file identity_CelebA.txt")
@@ -272,6 +280,15 @@ class CelebA(FaceDataset):
         if not identity_of:
             raise AnnotationFormatError(f"{path} is empty")
         return identity_of
+
+class CelebAWild(CelebA):
+    """CelebA in the wild: `img_celeba/*.jpg` (the official photos, or face regions cut from them) +
+    `identity_CelebA.txt`; the same identity numbering as the aligned release (identity N is one person in both)."""
+
+    name = "celeba_wild"
+    layout = "celeba_wild/img_celeba/000001.jpg ... and celeba_wild/identity_CelebA.txt"
+    images_folder = "img_celeba"
+
 
 # %% ../nbs/02_datasets.ipynb #59d00ecb
 _NUMBERED_STEM = re.compile(r"^(?P<identity>.+)_(?P<index>\d+)$")
@@ -413,6 +430,35 @@ class RMFD(FaceDataset):
             pairs.append(VerificationPair(unmasked[other][rng.integers(len(unmasked[other]))], probe, False))
         return pairs
 
+# %% ../nbs/02_datasets.ipynb #e64e8a27
+_UTKFACE_NAME = re.compile(r"^(?P<age>\d+)_(?P<gender>[01])_(?:(?P<race>[0-4])_)?(?P<stamp>\d+)")
+
+
+class UTKFace(FaceDataset):
+    """UTKFace, aligned and cropped: `[age]_[gender]_[race]_[date&time].jpg.chip.jpg` in one folder. No identity
+    labels (`labelled` False): each image is its own identity, named by its file. `attributes[i]`: the age, gender
+    and race the file name gives (race None where the publisher's name lacks it)."""
+
+    name = "utkface"
+    layout = "utkface/[age]_[gender]_[race]_[date&time].jpg.chip.jpg"
+    labelled = False
+
+    def __init__(self, root, transform=None, strict: bool = True):
+        super().__init__(root, transform, strict)
+        found, attributes, malformed = [], {}, []
+        for position, path in enumerate(_image_files(self.root)):
+            match = _UTKFACE_NAME.match(path.name)
+            if match is None:
+                malformed.append(path.name)
+                continue
+            found.append((path, ImageRef(path.name, position)))
+            attributes[path.name] = {"age": int(match["age"]), "gender": int(match["gender"]),
+                                     "race": None if match["race"] is None else int(match["race"])}
+        self._problem("files not named [age]_[gender]_[race]_[date&time]", malformed, AnnotationFormatError, self.root)
+        self._set_samples(found)
+        self.attributes = [attributes[ref.identity] for ref in self.refs]
+        self.details["names without race"] = sum(a["race"] is None for a in self.attributes)
+
 # %% ../nbs/02_datasets.ipynb #0f726700
 _TRAILING_NUMBERS = re.compile(r"^(?P<identity>.+?)(?:_\d+)+$")
 
@@ -529,6 +575,8 @@ DATASET_READERS: dict[str, str] = {
     "rmfd": "g2d.datasets:RMFD",
     "mlfw": "g2d.datasets:MLFW",
     "cplfw": "g2d.datasets:CPLFW",
+    "celeba_wild": "g2d.datasets:CelebAWild",
+    "utkface": "g2d.datasets:UTKFace",
     "synthetic": "g2d.synthetic:SyntheticFaces",
 }
 

@@ -23,14 +23,14 @@ from .inpainting import (ENCODER_VARIANTS, GenerativeEncoder, InpaintingError, P
                             to_grid)
 from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
+from .training_faces import FaceArrays, TrainingFaces, union_training_faces
 
 # %% auto #0
-__all__ = ['MASK_SAMPLERS', 'FaceSources', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'MaskSampler',
-           'StrokeMasks', 'SyntheticFaceMasks', 'MixedMasks', 'make_mask_sampler', 'InpaintingConfig', 'FaceArrays',
-           'split_by_identity', 'dataset_faces', 'train_subset', 'load_faces', 'masked_batch', 'batch_stream',
-           'reconstruction_loss', 'fit_palette', 'pretrain_step', 'finetune_step', 'save_generative_encoder',
-           'load_generative_encoder', 'train_inpainter', 'ssim_map', 'masked_metrics', 'opencv_inpainter',
-           'evaluate_inpainting', 'example_figure', 'feature_tsne', 'evaluate_run', 'configure_cli']
+__all__ = ['MASK_SAMPLERS', 'STAGE_SEEDS', 'MODEL_FILE', 'CONFIG_FILE', 'stroke_mask', 'MaskSampler', 'StrokeMasks',
+           'SyntheticFaceMasks', 'MixedMasks', 'make_mask_sampler', 'InpaintingConfig', 'encoder_faces', 'load_faces',
+           'masked_batch', 'batch_stream', 'reconstruction_loss', 'fit_palette', 'pretrain_step', 'finetune_step',
+           'save_generative_encoder', 'load_generative_encoder', 'train_inpainter', 'ssim_map', 'masked_metrics',
+           'opencv_inpainter', 'evaluate_inpainting', 'example_figure', 'feature_tsne', 'evaluate_run', 'configure_cli']
 
 # %% ../nbs/06b_inpainting_training.ipynb #29893afa
 def stroke_mask(size: int, rng: np.random.Generator, max_strokes: int = 4, max_vertices: int = 6,
@@ -201,80 +201,19 @@ class InpaintingConfig(StageConfig):
         return make_mask_sampler(name or self.mask_sampler, self.mask_templates, self.mask_kinds)
 
 # %% ../nbs/06b_inpainting_training.ipynb #00f537ca
-@dataclass
-class FaceArrays:
-    "Aligned faces in memory: `images` N x S x S x 3 uint8, `landmarks` N x 68 x 2 (crop pixels), `labels` N."
-    images: np.ndarray
-    landmarks: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def subset(self, index) -> "FaceArrays":
-        return FaceArrays(self.images[index], self.landmarks[index], self.labels[index])
-
-    def resized(self, size: int) -> "FaceArrays":
-        "The faces at `size` x `size` (area/cubic resampling), landmarks scaled."
-        current = self.images.shape[1]
-        if current == size:
-            return self
-        interpolation = cv2.INTER_AREA if size < current else cv2.INTER_CUBIC
-        images = np.stack([cv2.resize(im, (size, size), interpolation=interpolation) for im in self.images])
-        return FaceArrays(images, self.landmarks * (size / current), self.labels)
-
-
-def split_by_identity(faces: FaceArrays, held_out_share: float, seed: int) -> tuple[FaceArrays, FaceArrays]:
-    "(train, held out): a seeded `held_out_share` of the identities goes to held out."
-    identities = np.unique(faces.labels)
-    rng = np.random.default_rng([seed, 7])
-    held = rng.choice(identities, max(1, int(round(held_out_share * len(identities)))), replace=False)
-    is_held = np.isin(faces.labels, held)
-    return faces.subset(np.flatnonzero(~is_held)), faces.subset(np.flatnonzero(is_held))
-
-
-FaceSources = list  # (key, source photo, 68 source landmarks) per face, in the faces' order
-
-
-def dataset_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
-                  root: str | os.PathLike | None = None) -> tuple[FaceArrays, FaceSources | None, str]:
-    """Every aligned face of `cfg`'s dataset at `cfg.image_size`, where each came from (None for synthetic faces,
-    which have no photo) and a fingerprint of the data."""
-    if cfg.dataset == "synthetic":
-        from g2d.synthetic import SyntheticFaces
-
-        data = SyntheticFaces(cfg.synthetic_identities, cfg.synthetic_images_per_identity, size=cfg.image_size,
-                              seed=cfg.seed)
-        faces = FaceArrays(np.stack([data[i][0] for i in range(len(data))]),
-                           np.stack([data.landmarks68(i) for i in range(len(data))]).astype(np.float32),
-                           np.asarray(data.targets))
-        return faces, None, f"synthetic-{cfg.synthetic_identities}x{cfg.synthetic_images_per_identity}-{cfg.image_size}-{cfg.seed}"
-    from g2d.facecache import DETECTION_METHODS, dataset_align_config, dataset_face_cache
-
-    cache = dataset_face_cache(cfg.dataset, root=root, config=dataset_align_config(cfg.dataset, cfg.align_profile),
-                               cache_dir=cache_dir, progress=False)
-    keep = np.flatnonzero(np.isin(cache.statuses, DETECTION_METHODS))
-    faces = FaceArrays(cache.array("images")[keep], cache.array("landmarks")[keep].astype(np.float32),
-                       cache.array("labels")[keep]).resized(cfg.image_size)
-    source_landmarks = cache.array("source_landmarks")[keep]
-    sources = [(Path(cache.sources[row]).name, cache.sources[row], source_landmarks[k]) for k, row in enumerate(keep)]
-    return faces, sources, cache.fingerprint
-
-
-def train_subset(train: FaceArrays, cfg: InpaintingConfig) -> np.ndarray:
-    "Indices of the training faces kept under `cfg.max_train_images` (all of them when it is None), sorted."
-    if cfg.max_train_images is None or len(train) <= cfg.max_train_images:
-        return np.arange(len(train))
-    return np.sort(np.random.default_rng(cfg.seed).choice(len(train), cfg.max_train_images, replace=False))
+def encoder_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
+                  root: str | os.PathLike | None = None) -> TrainingFaces:
+    "The training faces of `cfg`'s dataset (synthetic faces, or its face cache), split by identity (`g2d.training_faces`)."
+    return union_training_faces((cfg.dataset,), cfg.image_size, cfg.align_profile, cfg.held_out_share, cfg.seed,
+                                cfg.max_train_images, cache_dir, root,
+                                synthetic=(cfg.synthetic_identities, cfg.synthetic_images_per_identity))
 
 
 def load_faces(cfg: InpaintingConfig, cache_dir: str | os.PathLike | None = None,
                root: str | os.PathLike | None = None) -> tuple[FaceArrays, FaceArrays]:
-    "The (train, held-out) faces of `cfg` (synthetic faces, or the CelebA face cache)."
-    faces, _, _ = dataset_faces(cfg, cache_dir, root)
-    train, held = split_by_identity(faces, cfg.held_out_share, cfg.seed)
-    return train.subset(train_subset(train, cfg)), held
-
+    "The (train, held-out) faces of `cfg` (synthetic faces, or the CelebA face cache), labelled by dataset identity."
+    faces = encoder_faces(cfg, cache_dir, root)
+    return FaceArrays(faces.train.images, faces.train.landmarks, faces.train_identities), faces.held
 
 # %% ../nbs/06b_inpainting_training.ipynb #c770abf6
 def masked_batch(faces: FaceArrays, index: Sequence[int], sampler: Callable, rng: np.random.Generator,

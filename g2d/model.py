@@ -23,22 +23,25 @@ from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
 from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model,
                           register_model)
 from .inpainting import ENCODER_VARIANTS, GenerativeEncoder
-from .inpainting_training import (FaceArrays, InpaintingConfig, dataset_faces, load_generative_encoder,
-                                     split_by_identity, train_inpainter, train_subset)
-from .reformer import Reformer, ReformerConfig, freeze, train_reformer
+from .inpainting_training import InpaintingConfig, load_generative_encoder, train_inpainter
+from .training_faces import FaceArrays, TrainingFaces, union_training_faces
+from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_reformer
 
 # %% auto #0
-__all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA', 'STAGES',
-           'SPEED_ONLY_FIELDS', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'G2DConfig', 'TrainingFaces', 'training_faces',
-           'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D',
-           'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'load_g2d', 'encoder_folder',
-           'train_encoder_stage', 'centred', 'teacher_stage', 'train_reformer_stage', 'train_classifier_stage',
-           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder', 'train_g2d', 'G2DEmbedder',
-           'embed_photos', 'configure_train_cli', 'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
+__all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
+           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX',
+           'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets',
+           'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata',
+           'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder',
+           'train_encoder_stage', 'centred', 'teacher_stage', 'training_features', 'train_reformer_stage',
+           'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder',
+           'train_g2d', 'G2DEmbedder', 'embed_photos', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
+           'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
 ABLATIONS: tuple[str, ...] = ("G2D", "G2D[CE]", "G2D[DIS]")
+EMBEDDINGS: tuple[str, ...] = ("reformer", "projected")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class G2DConfig(StageConfig):
     variant: str = "g2d"  # encoder: g2d | cnn (G2D(CNN)) | lr (G2D(LR))
     ablation: str = "G2D"  # reformer loss terms: G2D | G2D[CE] | G2D[DIS]
     first_order: str = "ce"  # W: ce (identities) | regress (teacher dimension)
+    embedding: str = "reformer"  # the embedding: reformer (R's output, the paper's) | projected (W R; regress only)
+    train_datasets: tuple[str, ...] = ()  # training faces: () the encoder's dataset alone, or a union (its dataset first)
     teacher: str = "teacher"  # a g2d.evaluate model name or an .onnx file
     centre_teacher: bool = True  # distil the teacher's embeddings minus their training-set mean, re-normalised
     occlusion: str = "exact"  # m of the training triplets: exact | grabcut
@@ -55,6 +60,7 @@ class G2DConfig(StageConfig):
     mask_templates: str = "auto"  # auto (the data root's MaskTheFace templates, else built-in masks) | builtin | a folder
     flip: bool = True
     max_shift: float = 0.06  # translation, a fraction of the side
+    feature_draws: int = 0  # 0: a new masked view of each face every epoch; K: K views per face, their encoder features cached
     encoder: dict = field(default_factory=dict)  # InpaintingConfig overrides
     reformer: dict = field(default_factory=dict)  # ReformerConfig overrides
     classifier: dict = field(default_factory=dict)  # ClassifierConfig overrides
@@ -72,6 +78,7 @@ class G2DConfig(StageConfig):
 
     def __post_init__(self):
         check_profile_name(self.profile)
+        object.__setattr__(self, "train_datasets", tuple(self.train_datasets))  # lists from JSON parameters
         problems = []
         if self.variant not in ENCODER_VARIANTS:
             problems.append(f"variant must be one of {ENCODER_VARIANTS}, got {self.variant!r}")
@@ -79,6 +86,12 @@ class G2DConfig(StageConfig):
             problems.append(f"ablation must be one of {ABLATIONS}, got {self.ablation!r}")
         if self.occlusion not in OCCLUSION_SOURCES:
             problems.append(f"occlusion must be one of {OCCLUSION_SOURCES}, got {self.occlusion!r}")
+        if self.embedding not in EMBEDDINGS:
+            problems.append(f"embedding must be one of {EMBEDDINGS}, got {self.embedding!r}")
+        elif self.embedding == "projected" and self.first_order != "regress":
+            problems.append("embedding 'projected' needs first_order 'regress' (W R in the teacher's space)")
+        if self.feature_draws < 0:
+            problems.append(f"feature_draws must be >= 0, got {self.feature_draws}")
         if not 0 <= self.mask_probability <= 1:
             problems.append(f"mask_probability must be in [0, 1], got {self.mask_probability}")
         if problems:
@@ -95,6 +108,14 @@ class G2DConfig(StageConfig):
         except DataRootError:
             folder = None
         return str(folder) if folder is not None else "builtin"
+
+    def datasets(self) -> tuple[str, ...]:
+        "The training datasets: `train_datasets`, or the encoder's dataset alone."
+        dataset = InpaintingConfig.from_profile(self.profile, **self.encoder).dataset
+        if self.train_datasets and self.train_datasets[0] != dataset:
+            raise ConfigError(f"train_datasets must start with the encoder's dataset {dataset!r} (its identities are "
+                              f"the held-out ones), got {self.train_datasets}")
+        return self.train_datasets or (dataset,)
 
     def encoder_config(self) -> InpaintingConfig:
         "The generative encoder's stage configuration (its profile, this run's variant, masks, seed and device)."
@@ -113,34 +134,13 @@ class G2DConfig(StageConfig):
         return ClassifierConfig.from_profile(self.profile, **{"seed": self.seed, **self.classifier})
 
 # %% ../nbs/09_model.ipynb #3f4957ff
-@dataclass
-class TrainingFaces:
-    "The (train, held-out) faces of a run; `*_sources`: (key, photo, 68 source landmarks) per face, None for synthetic faces."
-    train: FaceArrays
-    held: FaceArrays
-    train_sources: list[tuple[str, str, np.ndarray]] | None
-    held_sources: list[tuple[str, str, np.ndarray]] | None
-    fingerprint: str
-    name: str
-    train_identities: np.ndarray  # the dataset's identity of each training face (`train.labels` are dense 0..N-1)
-
-    @property
-    def num_identities(self) -> int:
-        return len(np.unique(self.train.labels))
-
-
 def training_faces(cfg: G2DConfig) -> TrainingFaces:
-    "The faces of `cfg`'s encoder dataset, split by identity exactly as the encoder's training splits them."
+    """The faces of `cfg`'s training datasets (`train_datasets`, default the encoder's dataset alone), split by
+    identity over all labelled sources with the held-out identities of the encoder's dataset (`g2d.training_faces`)."""
     ecfg = cfg.encoder_config()
-    faces, sources, fingerprint = dataset_faces(ecfg, cfg.cache_dir, cfg.data_root)
-    train, held = split_by_identity(faces, ecfg.held_out_share, ecfg.seed)
-    is_held = np.isin(faces.labels, np.unique(held.labels))
-    train_rows = np.flatnonzero(~is_held)[train_subset(train, ecfg)]
-    held_rows = np.flatnonzero(is_held)
-    pick = lambda rows: None if sources is None else [sources[r] for r in rows]
-    train = faces.subset(train_rows)
-    return TrainingFaces(FaceArrays(train.images, train.landmarks, dense_labels(train.labels)), faces.subset(held_rows),
-                         pick(train_rows), pick(held_rows), fingerprint, ecfg.dataset, train.labels)
+    return union_training_faces(cfg.datasets(), ecfg.image_size, ecfg.align_profile, ecfg.held_out_share, ecfg.seed,
+                                ecfg.max_train_images, cfg.cache_dir, cfg.data_root,
+                                synthetic=(ecfg.synthetic_identities, ecfg.synthetic_images_per_identity))
 
 # %% ../nbs/09_model.ipynb #adbb2b53
 def mask_templates_for(cfg: G2DConfig):
@@ -168,6 +168,14 @@ class MaskedTriplets(Dataset):
     @classmethod
     def from_config(cls, faces: FaceArrays, cfg: G2DConfig) -> "MaskedTriplets":
         return cls(faces, mask_templates_for(cfg), cfg.mask_probability, cfg.occlusion, cfg.flip, cfg.max_shift, cfg.seed)
+
+    def description(self) -> dict:
+        "What decides the views (for the encoder feature cache's fingerprint)."
+        templates = self.masker.templates
+        return {"templates": None if templates is None else [str(templates.folder), sorted(templates.templates)],
+                "mask_config": self.masker.config.to_params(), "mask_probability": self.masker.p,
+                "occlusion": self.occlusion, "flip": self.augment.flip_p, "max_shift": self.augment.max_shift,
+                "seed": self.seed, "kinds": list(self.masker.kinds)}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -381,6 +389,32 @@ def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G
     freeze(model)
     return model.to(device)
 
+# %% ../nbs/09_model.ipynb #e3a797e6
+RELEASE_NAME = "g2d-cpu-release"
+PRETRAINED_SPEC = "pretrained"  # the model name that means the released weights (CLI `--model`, g2d.evaluate)
+
+
+def pretrained_folder(name: str = RELEASE_NAME) -> Path:
+    "Where the released weights `name` are in the installed package (`g2d/weights/<name>`)."
+    from importlib.resources import files
+
+    return Path(str(files("g2d"))) / "weights" / name
+
+
+def load_pretrained(name: str = RELEASE_NAME, device: str | torch.device = "cpu") -> G2D:
+    "The released G2D model `name`, from the installed package, in eval mode on `device` (no data, no training)."
+    folder = pretrained_folder(name)
+    if not is_g2d_checkpoint(folder):
+        released = sorted(p.name for p in folder.parent.glob("*") if is_g2d_checkpoint(p)) if folder.parent.is_dir() else []
+        raise G2DCheckpointError(f"no released G2D weights {name!r} in this install ({folder}); released here: "
+                                 f"{released or 'none'}. Train a model with `g2d train` and pass its folder instead.")
+    return load_g2d(folder, device)
+
+
+def load_model_spec(spec: str | os.PathLike, device: str | torch.device = "cpu") -> G2D:
+    "A G2D model named on a command line: `pretrained` (the released weights) or a saved model folder."
+    return load_pretrained(device=device) if str(spec) == PRETRAINED_SPEC else load_g2d(spec, device)
+
 # %% ../nbs/09_model.ipynb #6b9929a7
 STAGES: tuple[str, ...] = ("encoder", "teacher", "reformer", "classifier", "calibrate")
 
@@ -429,16 +463,33 @@ def teacher_stage(cfg: G2DConfig, run_dir, faces: TrainingFaces, progress: bool 
     return centred(targets) if cfg.centre_teacher else targets
 
 
+def training_features(cfg: G2DConfig, faces: TrainingFaces, encoder: nn.Module, views: MaskedTriplets | None = None,
+                      progress: bool = True):
+    "The encoder feature cache of `cfg.feature_draws` views per training face (None when `feature_draws` is 0)."
+    from g2d.featurecache import feature_cache
+
+    if not cfg.feature_draws:
+        return None
+    views = views or MaskedTriplets.from_config(faces.train, cfg)
+    return feature_cache(encoder, views, cfg.feature_draws, faces.fingerprint, views.description(), cfg.cache_dir,
+                         device=pick_device(cfg.device), progress=progress)
+
+
 def train_reformer_stage(cfg: G2DConfig, run_dir, faces: TrainingFaces, encoder: GenerativeEncoder,
                          targets: torch.Tensor, progress: bool = True) -> Reformer:
     "Stage 3: the reformer on the frozen encoder (resumable in `run_dir/reformer`)."
     run_dir, rcfg = Path(run_dir), cfg.reformer_config()
     began = time.perf_counter()
     data = MaskedTriplets.from_config(faces.train, cfg)
-    reformer, _, log = train_reformer(rcfg, encoder, data, targets, run_dir / "reformer", faces.num_identities,
-                                      pick_device(cfg.device), progress)
+    features = training_features(cfg, faces, encoder, data, progress)
+    reformer, head, log = train_reformer(rcfg, None if features is not None else encoder,
+                                         data if features is None else features, targets, run_dir / "reformer",
+                                         faces.num_identities, pick_device(cfg.device), progress)
+    if cfg.embedding == "projected":  # W R as the embedding (see chapter 07's fold_first_order)
+        reformer = fold_first_order(reformer.cpu(), head.cpu()).to(reformer.fc.weight.device)
     _stage_manifest(run_dir, "reformer", cfg, rcfg.to_params(), time.perf_counter() - began,
-                    faces=faces.fingerprint, final=log.rows[-1] if log.rows else None, unmaskable=data.unmaskable)
+                    faces=faces.fingerprint, final=log.rows[-1] if log.rows else None, unmaskable=data.unmaskable,
+                    feature_cache=None if features is None else str(features.folder))
     return freeze(reformer)
 
 
@@ -447,7 +498,10 @@ def train_classifier_stage(cfg: G2DConfig, run_dir, faces: TrainingFaces, encode
     "Stage 4: the feature classifier on the frozen encoder + reformer (resumable in `run_dir/classifier`)."
     run_dir, ccfg = Path(run_dir), cfg.classifier_config()
     began = time.perf_counter()
-    classifier, log = train_classifier(ccfg, encoder, reformer, MaskedTriplets.from_config(faces.train, cfg),
+    features = training_features(cfg, faces, encoder, progress=progress)
+    labelled = faces.train.subset(np.flatnonzero(faces.train.labelled))  # the classifier needs identities
+    data = MaskedTriplets.from_config(labelled, cfg) if features is None else features
+    classifier, log = train_classifier(ccfg, None if features is not None else encoder, reformer, data,
                                        faces.num_identities, run_dir / "classifier", pick_device(cfg.device), progress)
     _stage_manifest(run_dir, "classifier", cfg, ccfg.to_params(), time.perf_counter() - began,
                     faces=faces.fingerprint, final=log.rows[-1] if log.rows else None)
@@ -523,10 +577,13 @@ def run_folder(cfg: G2DConfig) -> Path:
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"
 
 
-def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress: bool = True) -> G2D:
+def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress: bool = True,
+              faces: TrainingFaces | None = None, targets: torch.Tensor | None = None) -> G2D:
     """Train `cfg` greedily in `run_dir` (see above); returns the model, also saved to `run_dir/model` (None when
     `stages` stop before the reformer). Stages up to the last one named always run; `classifier` and `calibrate`
-    only when named (the ablations of Tab 3 need neither) or when finished earlier in `run_dir` (then kept)."""
+    only when named (the ablations of Tab 3 need neither) or when finished earlier in `run_dir` (then kept).
+    `faces` and `targets` (the teacher's, as `teacher_stage` returns them) replace reading the data root and
+    running the teacher: a machine without the datasets trains from arrays (`g2d.release.faces_from_arrays`)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages: {STAGES}")
@@ -534,11 +591,11 @@ def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run_dir / "g2d_config.json", cfg.to_params())
-    faces = training_faces(cfg)
+    faces = faces if faces is not None else training_faces(cfg)
     encoder = train_encoder_stage(cfg, run_dir, faces, progress)
     if last < STAGES.index("teacher"):
         return None
-    targets = teacher_stage(cfg, run_dir, faces, progress)
+    targets = teacher_stage(cfg, run_dir, faces, progress) if targets is None else torch.as_tensor(targets).float()
     if last < STAGES.index("reformer"):
         return None
     reformer = train_reformer_stage(cfg, run_dir, faces, encoder, targets, progress)
@@ -597,7 +654,9 @@ SEGMENT_PREFIX = "segment:"
 
 
 def _checkpoint_spec(spec: str) -> tuple[str, str]:
-    return (spec[len(SEGMENT_PREFIX):], "segment") if spec.startswith(SEGMENT_PREFIX) else (spec, "given")
+    "(model folder, occlusion policy) of a model spec; `pretrained` names the released weights' folder."
+    path, policy = (spec[len(SEGMENT_PREFIX):], "segment") if spec.startswith(SEGMENT_PREFIX) else (spec, "given")
+    return (str(pretrained_folder()) if path == PRETRAINED_SPEC else path), policy
 
 
 def _load_embedder(spec: str, config: EvaluateConfig) -> G2DEmbedder:
@@ -611,6 +670,7 @@ def _accepts(spec: str) -> bool:
 
 
 register_model(_accepts, _load_embedder)
+register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
 def embed_photos(model: G2D, paths: Sequence[str | os.PathLike], unmasked: bool = False,
@@ -665,7 +725,8 @@ def configure_train_cli(parser: argparse.ArgumentParser) -> None:
 
 def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="face photos")
-    parser.add_argument("--model", required=True, help="a saved G2D model folder")
+    parser.add_argument("--model", default=PRETRAINED_SPEC,
+                        help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
     parser.add_argument("--out", help="write the embeddings here (.npy, rows in the order given)")
     parser.add_argument("--unmasked", action="store_true", help="the faces wear no mask: no occlusion estimate")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -674,7 +735,7 @@ def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
         from g2d.cli import print_result
         from g2d.core import atomic_write
 
-        embeddings = embed_photos(load_g2d(args.model), args.images, args.unmasked).numpy()
+        embeddings = embed_photos(load_model_spec(args.model), args.images, args.unmasked).numpy()
         if args.out:
             with atomic_write(args.out, "wb") as f:
                 np.save(f, embeddings)
@@ -701,7 +762,8 @@ def verify_decision(model: G2D, similarity: float, fmr: float) -> dict:
 def configure_verify_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image1")
     parser.add_argument("image2")
-    parser.add_argument("--model", required=True, help="a saved G2D model folder")
+    parser.add_argument("--model", default=PRETRAINED_SPEC,
+                        help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
     parser.add_argument("--fmr", type=float, default=0.001, help="false match rate of the threshold (0.01 or 0.001)")
     parser.add_argument("--unmasked", action="store_true", help="neither face wears a mask")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -709,7 +771,7 @@ def configure_verify_cli(parser: argparse.ArgumentParser) -> None:
     def run(args) -> int:
         from g2d.cli import print_result
 
-        model = load_g2d(args.model)
+        model = load_model_spec(args.model)
         a, b = embed_photos(model, [args.image1, args.image2], args.unmasked)
         result = {"image1": args.image1, "image2": args.image2, **verify_decision(model, float(a @ b), args.fmr)}
         print_result(result, args.json, lambda r: f"similarity {r['similarity']:.4f}, threshold {r['threshold']:.4f} "

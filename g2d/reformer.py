@@ -7,13 +7,31 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import StageConfig, G2DError, seed_everything
+from .core import ConfigError, StageConfig, G2DError, seed_everything
+from .training_faces import UNLABELLED
 
 # %% auto #0
-__all__ = ['ReformerConfig', 'ResidualBlock', 'Reformer', 'normalised_distances', 'rkd_distance_loss', 'triplet_angles',
-           'rkd_angle_loss', 'FirstOrderHead', 'reformer_losses', 'freeze', 'ReformerStudent', 'train_reformer']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'make_optimizer', 'ReformerConfig', 'ResidualBlock', 'Reformer', 'PixelEncoder',
+           'normalised_distances', 'rkd_distance_loss', 'triplet_angles', 'rkd_angle_loss', 'FirstOrderHead',
+           'reformer_losses', 'fold_first_order', 'freeze', 'ReformerStudent', 'frozen_features', 'train_reformer']
 
 # %% ../nbs/07_reformer.ipynb #98f4f4c5
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+SCHEDULES: tuple[str, ...] = ("step", "cosine")
+
+
+def make_optimizer(cfg, parameters) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    "The optimizer and learning-rate schedule of a stage configuration (`optimizer`, `schedule`, `lr`, ...)."
+    parameters = [p for p in parameters if p.requires_grad]
+    if getattr(cfg, "optimizer", "sgd") == "adamw":
+        opt = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.SGD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if getattr(cfg, "schedule", "step") == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, cfg.steps))
+    return opt, torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
+
+
 @dataclass(frozen=True)
 class ReformerConfig(StageConfig):
     "Reformer architecture, loss weights and optimiser (paper: L = L_first + 0.01 L_dist + 0.02 L_angle)."
@@ -23,6 +41,8 @@ class ReformerConfig(StageConfig):
     weight_first: float = 1.0
     weight_distance: float = 0.01
     weight_angle: float = 0.02
+    optimizer: str = "sgd"  # "sgd" (momentum, the paper's) | "adamw"
+    schedule: str = "step"  # "step" (/lr_gamma every lr_step steps) | "cosine" (to 0 over `steps`)
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -38,6 +58,13 @@ class ReformerConfig(StageConfig):
         "cpu": dict(width=16, embedding_dim=512, batch_size=32, steps=1200, lr_step=500),
         "gpu": dict(width=64, embedding_dim=512, batch_size=128, steps=30000, lr_step=10000, num_workers=8),
     }
+
+    def __post_init__(self):
+        if self.first_order not in ("ce", "regress"):
+            raise ConfigError(f"first_order must be 'ce' or 'regress', got {self.first_order!r}")
+        if self.optimizer not in OPTIMIZERS or self.schedule not in SCHEDULES:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS} and schedule one of {SCHEDULES}, "
+                              f"got {self.optimizer!r} and {self.schedule!r}")
 
     def ablation(self, name: str) -> "ReformerConfig":
         "G2D (all terms), G2D[CE] (first-order only) or G2D[DIS] (distillation only)."
@@ -73,6 +100,24 @@ class Reformer(nn.Module):
         h = self.stages(self.stem(features))
         return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
+# %% ../nbs/07_reformer.ipynb #20a4209f
+class PixelEncoder(nn.Module):
+    "The masked pixels and the occlusion map, space-to-depth: N x 4 f^2 x S/f x S/f (no parameters)."
+
+    def __init__(self, factor: int = 4):
+        super().__init__()
+        self.factor = int(factor)
+
+    @property
+    def feature_channels(self) -> int:
+        return 4 * self.factor ** 2
+
+    def feature_size(self, image_size: int) -> int:
+        return image_size // self.factor
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(torch.cat([x * (1 - m) - 0.5, m], 1), self.factor)
+
 # %% ../nbs/07_reformer.ipynb #27d0b022
 def normalised_distances(e: torch.Tensor) -> torch.Tensor:
     "N x N Euclidean distances divided by their mean over the off-diagonal (non-zero) entries."
@@ -106,8 +151,9 @@ class FirstOrderHead(nn.Module):
         self.kind, self.W = kind, nn.Linear(embedding_dim, out)
     def forward(self, embedding, labels, teacher):
         out = self.W(embedding)
-        if self.kind == "ce":
-            return F.cross_entropy(out, labels)
+        if self.kind == "ce":  # faces without an identity (UNLABELLED) take no part
+            known = labels != UNLABELLED
+            return F.cross_entropy(out[known], labels[known]) if known.any() else out.sum() * 0
         return (1 - F.cosine_similarity(out, teacher.detach(), dim=1)).mean()
 
 def reformer_losses(embedding, teacher, labels, head: FirstOrderHead, cfg: ReformerConfig) -> dict[str, torch.Tensor]:
@@ -118,6 +164,19 @@ def reformer_losses(embedding, teacher, labels, head: FirstOrderHead, cfg: Refor
     parts["total"] = (cfg.weight_first * parts["first"] + cfg.weight_distance * parts["distance"]
                       + cfg.weight_angle * parts["angle"])
     return parts
+
+# %% ../nbs/07_reformer.ipynb #89967a52
+def fold_first_order(reformer: Reformer, head: FirstOrderHead) -> Reformer:
+    "A `Reformer` whose output is W(R(features)), W folded into R's last linear layer (the regression reading only)."
+    if head.kind != "regress":
+        raise ConfigError("only the regression reading's W maps onto an embedding space (the 'ce' W gives identity logits)")
+    folded = Reformer(reformer.in_channels, reformer.stem[0].out_channels, head.W.out_features)
+    state = {k: v.clone() for k, v in reformer.state_dict().items()}
+    with torch.no_grad():
+        state["fc.weight"] = head.W.weight @ reformer.fc.weight
+        state["fc.bias"] = head.W.weight @ reformer.fc.bias + head.W.bias
+    folded.load_state_dict(state)
+    return folded.train(reformer.training)
 
 # %% ../nbs/07_reformer.ipynb #28c9e097
 def freeze(module: nn.Module) -> nn.Module:
@@ -152,29 +211,39 @@ class ReformerStudent(nn.Module):
     def forward(self, features, teacher, labels):
         return reformer_losses(self.reformer(features), teacher, labels, self.head, self.cfg)
 
-def train_reformer(cfg: ReformerConfig, encoder: nn.Module, data, teacher_features: torch.Tensor, out_dir,
+def frozen_features(encoder: nn.Module | None, batch, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(features, identities, face indices) of a batch: `(x, m, identity, index)` through the frozen `encoder`, or,
+    with `encoder` None, `(features, identity, index)` rows of a feature cache (`g2d.featurecache`) as they are."""
+    if encoder is None:
+        feats, labels, idx = batch
+        return feats.to(device, torch.float32), labels.to(device), idx
+    x, m, labels, idx = batch
+    with torch.no_grad():
+        feats = encoder(x.to(device), m.to(device))
+    return feats, labels.to(device), idx
+
+
+def train_reformer(cfg: ReformerConfig, encoder: nn.Module | None, data, teacher_features: torch.Tensor, out_dir,
                    num_identities: int | None = None, device="cpu", progress: bool = True):
-    "Train a `Reformer` (+ head W) on frozen `encoder` features; returns (reformer, head, TrainingLog)."
+    """Train a `Reformer` (+ head W) on frozen `encoder` features; returns (reformer, head, TrainingLog). `encoder`
+    None: `data` holds the features already (a `g2d.featurecache.EncoderFeatures`, with `feature_channels`)."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
     from g2d.training import Checkpointer, epoch_batches, fit
     seed_everything(cfg.seed)
     out_dir = Path(out_dir)
-    encoder = freeze(encoder.to(device))
+    encoder = None if encoder is None else freeze(encoder.to(device))
     teacher_features = torch.as_tensor(teacher_features, dtype=torch.float32)
-    reformer = Reformer(encoder.feature_channels, cfg.width, cfg.embedding_dim)
+    reformer = Reformer((data if encoder is None else encoder).feature_channels, cfg.width, cfg.embedding_dim)
     head = FirstOrderHead(cfg.embedding_dim, cfg.first_order, num_identities, teacher_features.shape[1])
     student = ReformerStudent(reformer, head, cfg).to(device)
     distributed = dist.is_available() and dist.is_initialized()
     wrapped = DDP(student) if distributed else student
     rank = dist.get_rank() if distributed else 0
-    opt = torch.optim.SGD(student.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.lr_step, cfg.lr_gamma)
+    opt, sched = make_optimizer(cfg, student.parameters())
 
     def step_fn(batch, step):
-        x, m, labels, idx = (b.to(device) for b in batch)
-        with torch.no_grad():
-            feats = encoder(x, m)
+        feats, labels, idx = frozen_features(encoder, batch, device)
         parts = wrapped(feats, teacher_features[idx.cpu()].to(device), labels)
         opt.zero_grad()
         parts["total"].backward()
