@@ -678,11 +678,15 @@ register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
 def embed_photos(model: G2D, paths: Sequence[str | os.PathLike], unmasked: bool = False,
-                 detectors: Sequence[str] = ("hog", "mmod")) -> torch.Tensor:
-    "Embeddings of face photos: detect, 68 landmarks, template crop at the model's size, occlusion estimated (or none)."
+                 detectors: Sequence[str] | None = None) -> torch.Tensor:
+    """Embeddings of face photos: detect, 68 landmarks, template crop at the model's size, occlusion estimated (or
+    none). `detectors` None: chapter 02b's "photos" preset (YuNet, then HOG; the largest face; never a guessed crop),
+    chosen there for masked faces (95% of real masked photos found, against 14% for HOG alone)."""
     from g2d.align import AlignConfig, FaceAligner
 
-    aligner = FaceAligner(AlignConfig(size=model.image_size, detectors=tuple(detectors), fallback="skip"))
+    config = (AlignConfig.preset("photos", "cpu", size=model.image_size) if detectors is None else
+              AlignConfig(size=model.image_size, detectors=tuple(detectors), fallback="skip"))
+    aligner = FaceAligner(config)
     crops, landmarks = [], []
     for path in paths:
         face = aligner(path)

@@ -265,3 +265,15 @@ def test_loader_workers_give_the_same_batches_and_count_unmaskable_faces():
     for a, b in zip(plain, parallel):
         assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert unmaskable_in_workers == unmaskable >= 1
+
+
+def test_released_model_embeds_real_masked_photos(real_data_root):
+    "The released weights embed raw photos of masked people through the 'photos' detection preset (YuNet first)."
+    from g2d.model import embed_photos, is_g2d_checkpoint, load_pretrained, pretrained_folder
+
+    folder = real_data_root / "real_masked" / "with_mask"
+    if not folder.is_dir() or not is_g2d_checkpoint(pretrained_folder()):
+        pytest.skip("needs real_masked under the data root and the released weights")
+    photos = [folder / "0129.jpg", folder / "0323.jpg"]  # HOG and MMOD find no face in the first
+    embeddings = embed_photos(load_pretrained(), photos)
+    assert embeddings.shape == (2, 512) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
