@@ -3,6 +3,7 @@
 # %% ../nbs/00_core.ipynb #55b65f6b
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -25,12 +26,12 @@ import numpy as np
 # %% auto #0
 __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
            'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
-           'ConfigError', 'check_profile_name', 'StageConfig', 'RunProfile', 'DataRootError', 'data_root',
-           'find_datasets', 'cache_root', 'seed_everything', 'seed_worker', 'loader_workers', 'pick_device',
-           'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz',
-           'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
-           'machine_info', 'canonical_five_points', 'dlib_model_file', 'packaged_file', 'dense_labels',
-           'environment_report']
+           'ConfigError', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig', 'RunProfile',
+           'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
+           'loader_workers', 'pick_device', 'atomic_write', 'atomic_write_text', 'atomic_write_json',
+           'atomic_torch_save', 'load_keyed_npz', 'fingerprint_files', 'fingerprint_tree', 'package_versions',
+           'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points', 'dlib_model_file',
+           'packaged_file', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -39,6 +40,33 @@ class G2DError(Exception):
 
 class ConfigError(G2DError, ValueError):
     "A configuration or profile value that cannot be used."
+
+# %% ../nbs/00_core.ipynb #c9c579ac
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Read `NAME=VALUE` command-line overrides (`--set`): VALUE is JSON when it parses as JSON, else a bare string.
+
+    `ablation=G2D[CE]` and `ablation='"G2D[CE]"'` both give the string; `steps=300` gives an int."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--set {item!r}: expected NAME=VALUE (VALUE as JSON, or a bare string)")
+        try:
+            overrides[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[name.strip()] = value
+    return overrides
+
+
+def thread_count(text: str) -> int:
+    "argparse type of `--threads`: a positive number of torch CPU threads."
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--threads must be a positive integer, got {text!r}")
+    return value
 
 # %% ../nbs/00_core.ipynb #e47401ad
 PROFILE_NAMES: tuple[str, ...] = ("smoke", "cpu", "gpu")
