@@ -6,13 +6,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
+import os
 import sys
+import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'load_configure', 'print_result', 'configure_info', 'main']
+__all__ = ['SUBCOMMANDS', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_BROKEN_PIPE', 'DEBUG_ENV_VAR', 'load_configure',
+           'json_ready', 'print_result', 'configure_info', 'main']
 
 # %% ../nbs/90_cli.ipynb #30778e03
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -32,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("are two face photos the same person? similarity and decision at a calibrated FMR",
                "g2d.model:configure_verify_cli"),
     "release": ("pack the release's training arrays, or train its GPU variant from them", "g2d.release:configure_cli"),
+    "export": ("export a G2D model to ONNX for deployment, with its preprocessing (g2d export --onnx OUT.onnx)", "g2d.export:configure_cli"),
 }
 
 
@@ -41,10 +47,22 @@ def load_configure(spec: str) -> Callable[[argparse.ArgumentParser], None]:
     return getattr(importlib.import_module(module_name), function_name)
 
 
+def json_ready(value: Any) -> Any:
+    "`value` with every non-finite float (NaN, infinity) replaced by None, so that it is strict JSON."
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
 def print_result(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
-    "Print `result` as JSON (with `--json`) or as text made by `human` (default: indented JSON)."
+    """Print `result` as JSON (with `--json`) or as text made by `human` (default: indented JSON). The JSON is strict:
+    NaN and infinities are written as null (`json_ready`)."""
     if as_json or human is None:
-        print(json.dumps(result, indent=2, default=str))
+        print(json.dumps(json_ready(result), indent=2, default=str, allow_nan=False))
     else:
         print(human(result))
 
@@ -89,20 +107,69 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of the `g2d` command; returns the exit code."
-    from g2d.core import G2DError
+#: Exit codes of `g2d` (README "Errors and exit codes").
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 1, 2, 130, 141
+#: Set (to anything but "" or "0") to see the traceback of an error.
+DEBUG_ENV_VAR = "G2D_DEBUG"
 
-    top = _top_parser().parse_args(argv)
-    text, spec = SUBCOMMANDS[top.command]
-    parser = argparse.ArgumentParser(prog=f"g2d {top.command}", description=text)
-    load_configure(spec)(parser)
-    args = parser.parse_args(top.args)
+
+def _debugging() -> bool:
+    return os.environ.get(DEBUG_ENV_VAR, "") not in ("", "0")
+
+
+def _silence_stdout() -> None:
+    "After a broken pipe: point stdout at /dev/null so the interpreter's last flush does not fail again."
     try:
-        return int(args.func(args) or 0)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (a test's StringIO)
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    "Entry point of the `g2d` command; returns the exit code (see the text above)."
+    from g2d.core import G2DError, G2DWarning
+
+    top = _top_parser().parse_args(argv)  # a usage error exits 2 (argparse)
+    name = f"g2d {top.command}"
+    show_warning = warnings.showwarning
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, G2DWarning):
+            print(f"{name}: warning: {message}", file=sys.stderr)
+        else:
+            show_warning(message, category, filename, lineno, file, line)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            text, spec = SUBCOMMANDS[top.command]
+            parser = argparse.ArgumentParser(prog=name, description=text)
+            load_configure(spec)(parser)
+            args = parser.parse_args(top.args)  # exits 2 on a usage error
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
     except G2DError as e:
-        print(f"g2d {top.command}: error: {e}", file=sys.stderr)
-        return 1
+        if _debugging():
+            traceback.print_exc()
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        if _debugging():
+            traceback.print_exc()
+        print(f"{name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `g2d metrics ... | head -1`: the reader left; say nothing
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except Exception as e:
+        if _debugging():
+            traceback.print_exc()
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"{name}: unexpected error: {type(e).__name__}{': ' + first_line if first_line else ''} "
+              f"(run with {DEBUG_ENV_VAR}=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
 
 
 # %% ../nbs/90_cli.ipynb #88b9c41d

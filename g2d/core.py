@@ -26,12 +26,12 @@ import numpy as np
 # %% auto #0
 __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
            'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
-           'ConfigError', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig', 'RunProfile',
-           'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
-           'loader_workers', 'pick_device', 'atomic_write', 'atomic_write_text', 'atomic_write_json',
-           'atomic_torch_save', 'load_keyed_npz', 'fingerprint_files', 'fingerprint_tree', 'package_versions',
-           'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points', 'dlib_model_file',
-           'packaged_file', 'dense_labels', 'environment_report']
+           'ConfigError', 'G2DWarning', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig',
+           'RunProfile', 'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
+           'loader_workers', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write', 'atomic_write_text',
+           'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'fingerprint_files', 'fingerprint_tree',
+           'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
+           'dlib_model_file', 'packaged_file', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -40,6 +40,10 @@ class G2DError(Exception):
 
 class ConfigError(G2DError, ValueError):
     "A configuration or profile value that cannot be used."
+
+
+class G2DWarning(UserWarning):
+    "Something the user should know that does not stop the work (a fallback taken); `g2d` prints it as one line."
 
 # %% ../nbs/00_core.ipynb #c9c579ac
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
@@ -146,7 +150,7 @@ DEFAULT_DATA_ROOT = Path("data")
 #: Known datasets and their folder under the data root (the layout of the development copy is the reference).
 DATASET_FOLDERS: dict[str, str] = {
     "lfw": "lfw", "celeba": "celeba", "mfr2": "mfr2", "rmfd": "rmfd", "mlfw": "mlfw", "cplfw": "cplfw",
-    "celeba_wild": "celeba_wild", "utkface": "utkface", "mask_templates": "mask_templates",
+    "celeba_wild": "celeba_wild", "utkface": "utkface", "cfp": "cfp", "mask_templates": "mask_templates",
 }
 
 
@@ -267,15 +271,36 @@ def pick_device(preferred: str | None = "auto"):
     return device
 
 # %% ../nbs/00_core.ipynb #2714db6d
+def current_umask() -> int:
+    "The process's umask (read from /proc on Linux; elsewhere set and restored at once)."
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(directory: bool = False) -> int:
+    "The mode `open`/`mkdir` would give a new file (0o666) or folder (0o777) under the current umask."
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None = None) -> Iterator[Any]:
-    "Open a temporary file beside `path` for writing; on success it replaces `path` atomically, on error it is removed."
+    """Open a temporary file beside `path` for writing; on success it replaces `path` atomically, on error it is removed.
+    The file gets the usual permissions (0o666 less the umask), not `mkstemp`'s private 0o600."""
     if "r" in mode or "a" in mode:
         raise ValueError(f"atomic_write only writes whole files; mode {mode!r} is not allowed")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, usual_mode())
         with os.fdopen(fd, mode, encoding=encoding if "b" not in mode else None) as f:
             yield f
             f.flush()

@@ -8,27 +8,32 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .align import (ALIGN_METHODS, DETECTION_METHODS, AlignConfig, FaceAligner, UnreadableImageError,
-                       as_rgb)
-from .core import G2DError, atomic_write_json
+from .align import (ALIGN_METHODS, CASCADE_METHODS, DETECTION_METHODS, AlignConfig, FaceAligner,
+                       UnreadableImageError, as_rgb)
+from .core import G2DError, atomic_write_json, usual_mode
 
 # %% auto #0
-__all__ = ['FACE_CACHE_FORMAT', 'CACHE_STATUSES', 'SHARD_ARRAYS', 'INDEX_FILE', 'PLAN_FILE', 'FaceCacheError',
-           'fingerprint_items', 'build_face_cache', 'CachedFace', 'FaceCache', 'FaceCacheDataset', 'face_cache_dir',
-           'dataset_align_config', 'dataset_face_cache']
+__all__ = ['FACE_CACHE_FORMAT', 'CACHE_STATUSES', 'ALIGNED_STATUSES', 'SHARD_ARRAYS', 'REBUILD_HINT', 'INDEX_FILE', 'PLAN_FILE',
+           'FaceCacheError', 'file_stamp', 'item_digests', 'fingerprint_items', 'build_face_cache', 'CachedFace',
+           'FaceCache', 'FaceCacheDataset', 'face_cache_dir', 'dataset_align_config', 'dataset_face_cache']
 
 # %% ../nbs/02c_facecache.ipynb #6e595f99
 FACE_CACHE_FORMAT = 1
-#: Per-item status values (stored as their index, uint8).
-CACHE_STATUSES: tuple[str, ...] = ALIGN_METHODS + ("unreadable",)
+#: Per-item status values (stored as their index, uint8; append only: a stored index keeps its meaning). "yunet" is
+#: the cascade's OpenCV YuNet detector (`g2d.align.CASCADE_METHODS`), added after the others.
+CACHE_STATUSES: tuple[str, ...] = ALIGN_METHODS + ("unreadable", "yunet")
+#: The statuses of an aligned face (68 landmarks fitted): every detector of the cascade.
+ALIGNED_STATUSES: tuple[str, ...] = CASCADE_METHODS
 #: The arrays of a shard: name -> (dtype, shape after the item axis; "S" is the crop size).
 SHARD_ARRAYS: dict[str, tuple[str, tuple]] = {
     "images": ("uint8", ("S", "S", 3)),
@@ -45,6 +50,11 @@ SHARD_ARRAYS: dict[str, tuple[str, tuple]] = {
 
 class FaceCacheError(G2DError):
     "A face cache that is missing, incomplete, or was built from other inputs or another configuration."
+
+
+#: How a user rebuilds a face cache that no longer matches its inputs (named in every mismatch message).
+REBUILD_HINT = ("rebuild it: `--rebuild-cache` on the command line, `rebuild=True` in Python "
+                "(`dataset_face_cache`, `build_face_cache`)")
 
 # %% ../nbs/02c_facecache.ipynb #7cd3d74e
 def _check_items(items: Sequence) -> list[tuple[Any, str | int]]:
@@ -64,22 +74,43 @@ def _check_items(items: Sequence) -> list[tuple[Any, str | int]]:
     return checked
 
 
-def fingerprint_items(items: Sequence, config: AlignConfig, on_unreadable: str = "raise") -> str:
-    "SHA-256 of the items' identities and image bytes (in order), the `AlignConfig` and the cache format."
+def file_stamp(source) -> list[int] | None:
+    "`[size, mtime_ns]` of an image file (None for an array or a missing file): changes whenever the file does."
+    if isinstance(source, np.ndarray):
+        return None
+    try:
+        stat = os.stat(source)
+    except OSError:
+        return None
+    return [int(stat.st_size), int(stat.st_mtime_ns)]
+
+
+def item_digests(items: Sequence, config: AlignConfig, on_unreadable: str = "raise") -> tuple[str, list[str]]:
+    "`(fingerprint_items(...), per-item digests)`: each item's digest covers its identity and image bytes."
     digest = hashlib.sha256(json.dumps({"format": FACE_CACHE_FORMAT, "config": config.to_params()},
                                        sort_keys=True).encode())
+    per_item = []
     for source, identity in _check_items(items):
-        digest.update(json.dumps(identity).encode() + b"\0")
+        parts = [json.dumps(identity).encode() + b"\0"]
         if isinstance(source, np.ndarray):
-            digest.update(f"array{source.shape}{source.dtype}\0".encode())
-            digest.update(np.ascontiguousarray(source).tobytes())
+            parts += [f"array{source.shape}{source.dtype}\0".encode(), np.ascontiguousarray(source).tobytes()]
         elif Path(source).is_file():
-            digest.update(hashlib.sha256(Path(source).read_bytes()).digest())
+            parts.append(hashlib.sha256(Path(source).read_bytes()).digest())
         elif on_unreadable == "skip":
-            digest.update(b"missing\0")
+            parts.append(b"missing\0")
         else:
             raise UnreadableImageError(f"image file {source} does not exist")
-    return digest.hexdigest()
+        item = hashlib.sha256()
+        for part in parts:
+            digest.update(part)
+            item.update(part)
+        per_item.append(item.hexdigest()[:32])
+    return digest.hexdigest(), per_item
+
+
+def fingerprint_items(items: Sequence, config: AlignConfig, on_unreadable: str = "raise") -> str:
+    "SHA-256 of the items' identities and image bytes (in order), the `AlignConfig` and the cache format."
+    return item_digests(items, config, on_unreadable)[0]
 
 # %% ../nbs/02c_facecache.ipynb #fd6ee4be
 _WORKER_ALIGNER: FaceAligner | None = None
@@ -119,6 +150,9 @@ def _align_shard(task: tuple) -> dict:
             arrays["status"][row] = CACHE_STATUSES.index("unreadable")
             problems.append({"item": item, "problem": str(e)})
             continue
+        if face.method not in CACHE_STATUSES:
+            raise FaceCacheError(f"the aligner reported method {face.method!r}, which a face cache cannot record "
+                                 f"(known: {', '.join(CACHE_STATUSES)})")
         arrays["status"][row] = CACHE_STATUSES.index(face.method)
         arrays["scores"][row], arrays["fit_errors"][row] = face.score, face.fit_error
         if face.found:
@@ -129,10 +163,18 @@ def _align_shard(task: tuple) -> dict:
     final = Path(out_dir) / _shard_name(shard_index)
     temporary = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{final.name}.", suffix=".tmp"))
     try:
+        os.chmod(temporary, usual_mode(directory=True))  # mkdtemp's folders are private (0o700)
         for name, array in arrays.items():
             np.save(temporary / f"{name}.npy", array)
         atomic_write_json(temporary / "meta.json", meta)
-        os.rename(temporary, final)  # atomic: the shard appears complete or not at all
+        try:
+            os.rename(temporary, final)  # atomic: the shard appears complete or not at all
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+            # another process sharing this cache wrote the same shard first: keep its copy, drop this one
+            shutil.rmtree(temporary, ignore_errors=True)
+            return json.loads((final / "meta.json").read_text(encoding="utf-8"))
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -150,6 +192,39 @@ def _describe(source) -> str:
     return "<array>" if isinstance(source, np.ndarray) else str(source)
 
 
+@contextmanager
+def _build_lock(out_dir: Path):
+    "An exclusive lock on `out_dir/.build.lock` while building (fcntl; none where it is missing or unwritable)."
+    try:
+        import fcntl
+        handle = open(out_dir / ".build.lock", "a+")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            print(f"waiting for another process building the face cache in {out_dir} ...", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            locked = True
+        except OSError:  # a file system without locks: the idempotent shard rename still keeps the cache whole
+            locked = False
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _layout(items: list, digests: list[str], config: AlignConfig, shard_size: int, on_unreadable: str) -> str:
+    "Hash of what stays put when an image file is edited: paths (an array: its digest), identities, configuration."
+    keys = [f"array:{d}" if isinstance(s, np.ndarray) else str(s) for (s, _), d in zip(items, digests)]
+    return hashlib.sha256(json.dumps([FACE_CACHE_FORMAT, config.to_params(), shard_size, on_unreadable, keys,
+                                      [identity for _, identity in items]], sort_keys=True).encode()).hexdigest()
+
+
 def _clear_build(out_dir: Path) -> None:
     for path in out_dir.iterdir():
         if path.name.startswith(("shard_", ".shard_")) and path.is_dir():
@@ -161,11 +236,9 @@ def _clear_build(out_dir: Path) -> None:
 def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignConfig | None = None,
                      workers: int = 1, shard_size: int = 256, on_unreadable: str = "raise",
                      overwrite: bool = False, progress: bool = True,
-                     on_shard: Callable[[dict], None] | None = None) -> "FaceCache":
-    "Align `items` ((image path or array, identity) pairs) into a face cache at `out_dir` (see above); returns it."
-    from multiprocessing import get_context
-    from tqdm.auto import tqdm
-
+                     on_shard: Callable[[dict], None] | None = None, rebuild: bool = False) -> "FaceCache":
+    """Align `items` ((image path or array, identity) pairs) into a face cache at `out_dir` (see above); returns it.
+    `overwrite`: replace a cache of other items; `rebuild`: discard whatever `out_dir` holds and align everything."""
     config = config or AlignConfig()
     if on_unreadable not in ("raise", "skip"):
         raise G2DError(f"on_unreadable must be 'raise' or 'skip', got {on_unreadable!r}")
@@ -174,12 +247,27 @@ def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignC
     items = _check_items(items)
     if not items:
         raise G2DError("no items to cache")
-    start = time.perf_counter()
-    fingerprint = fingerprint_items(items, config, on_unreadable)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out_dir):  # two processes building one cache: the second waits, then finds it done
+        return _build_locked(items, out_dir, config, workers, shard_size, on_unreadable, overwrite, rebuild,
+                             progress, on_shard)
+
+
+def _build_locked(items, out_dir: Path, config: AlignConfig, workers: int, shard_size: int, on_unreadable: str,
+                  overwrite: bool, rebuild: bool, progress: bool, on_shard) -> "FaceCache":
+    from multiprocessing import get_context
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    stamps = [file_stamp(source) for source, _ in items]  # before reading: an edit while hashing shows next time
+    fingerprint, digests = item_digests(items, config, on_unreadable)
     plan = {"format": FACE_CACHE_FORMAT, "fingerprint": fingerprint, "items": len(items), "shard_size": shard_size,
-            "on_unreadable": on_unreadable, "config": config.to_params()}
+            "on_unreadable": on_unreadable, "config": config.to_params(),
+            "layout": _layout(items, digests, config, shard_size, on_unreadable), "digests": digests}
+    if rebuild:
+        _clear_build(out_dir)
+    refreshed = 0
     for existing_file in (INDEX_FILE, PLAN_FILE):
         path = out_dir / existing_file
         if not path.is_file():
@@ -187,14 +275,28 @@ def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignC
         existing = json.loads(path.read_text(encoding="utf-8"))
         same = all(existing.get(k) == plan[k] for k in ("fingerprint", "shard_size", "on_unreadable"))
         if same and existing_file == INDEX_FILE:
+            if existing.get("stamps") != stamps or existing.get("layout") != plan["layout"]:
+                try:  # record the files' stamps (a cache of an older g2d, or files touched but unchanged)
+                    atomic_write_json(path, {**existing, "layout": plan["layout"], "digests": digests, "stamps": stamps})
+                except OSError:
+                    pass  # a read-only cache stays usable; it is checked by content again next time
             return FaceCache(out_dir)
-        if not same:
-            if not overwrite:
-                raise FaceCacheError(f"{out_dir} holds a face cache (or a partial build) of other items or another "
-                                     f"configuration ({existing_file} fingerprint {existing.get('fingerprint', '?')[:12]}, "
-                                     f"now {fingerprint[:12]}); pass overwrite=True or choose another folder")
-            _clear_build(out_dir)
+        if same:
             break
+        if existing.get("layout") == plan["layout"] and len(existing.get("digests", ())) == len(items):
+            # the same items, some files changed since: re-align only the shards that hold them
+            changed = [i for i, (old, new) in enumerate(zip(existing["digests"], digests)) if old != new]
+            for shard in sorted({i // shard_size for i in changed}):
+                shutil.rmtree(out_dir / _shard_name(shard), ignore_errors=True)
+            (out_dir / INDEX_FILE).unlink(missing_ok=True)
+            refreshed = len(changed)
+            break
+        if not overwrite:
+            raise FaceCacheError(f"{out_dir} holds a face cache (or a partial build) of other items or another "
+                                 f"configuration ({existing_file} fingerprint {existing.get('fingerprint', '?')[:12]}, "
+                                 f"now {fingerprint[:12]}); {REBUILD_HINT}, or choose another folder")
+        _clear_build(out_dir)
+        break
     for stale in out_dir.glob(".shard_*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     atomic_write_json(out_dir / PLAN_FILE, plan)
@@ -237,13 +339,14 @@ def build_face_cache(items: Sequence, out_dir: str | os.PathLike, config: AlignC
         bar.close()
 
     metas = [json.loads((out_dir / _shard_name(i) / "meta.json").read_text(encoding="utf-8")) for i in range(shard_count)]
-    counts = {s: sum(m["counts"][s] for m in metas) for s in CACHE_STATUSES}
+    counts = {s: sum(m["counts"].get(s, 0) for m in metas) for s in CACHE_STATUSES}
     index = {**plan, "size": config.size, "classes": classes,
              "shards": [{"name": _shard_name(m["shard"]), "first_item": m["first_item"], "count": m["count"]} for m in metas],
              "counts": counts, "problems": [p for m in metas for p in m["problems"]],
              "sources": [_describe(source) for source, _ in items],
              "seconds": round(time.perf_counter() - start, 3), "workers": workers,
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    index["stamps"], index["refreshed_items"] = stamps, refreshed
     atomic_write_json(out_dir / INDEX_FILE, index)
     return FaceCache(out_dir)
 
@@ -262,7 +365,7 @@ class CachedFace:
 
     @property
     def aligned(self) -> bool:
-        return self.status in DETECTION_METHODS
+        return self.status in ALIGNED_STATUSES
 
 
 class FaceCache:
@@ -280,7 +383,7 @@ class FaceCache:
             raise FaceCacheError(f"{self.path}: cache format {self.index.get('format')}, this g2d reads {FACE_CACHE_FORMAT}")
         self.config = AlignConfig.from_params(self.index["config"])
         self.classes: list[str | int] = self.index["classes"]
-        self.counts: dict[str, int] = self.index["counts"]
+        self.counts: dict[str, int] = {s: int(self.index["counts"].get(s, 0)) for s in CACHE_STATUSES}
         self.fingerprint: str = self.index["fingerprint"]
         self.sources: list[str] = self.index["sources"]
         self._starts = np.array([s["first_item"] for s in self.index["shards"]] + [self.index["items"]])
@@ -321,9 +424,23 @@ class FaceCache:
         "Each item's status name."
         return np.array(CACHE_STATUSES)[self.array("status")]
 
-    def success_rate(self, methods: Sequence[str] = DETECTION_METHODS) -> float:
+    def success_rate(self, methods: Sequence[str] = ALIGNED_STATUSES) -> float:
         "The share of items aligned by one of `methods`."
-        return sum(self.counts[m] for m in methods) / len(self)
+        return sum(self.counts.get(m, 0) for m in methods) / len(self)
+
+    def is_current(self, items: Sequence) -> bool:
+        """Whether this cache still describes `items` ((path, identity) pairs): the same paths and identities in the
+        same order, and every file's size and modification time as when it was built (a `stat` per file, no image
+        read). False for a cache without file stamps (an older g2d): `build_face_cache` then checks the content."""
+        stamps = self.index.get("stamps")
+        if stamps is None or len(items) != len(self) or any(isinstance(s, np.ndarray) for s, _ in items):
+            return False
+        if [str(source) for source, _ in items] != self.sources:
+            return False
+        labels = self.array("labels")
+        if any(self.classes[int(label)] != identity for label, (_, identity) in zip(labels, items)):
+            return False
+        return all(file_stamp(source) == stamp for (source, _), stamp in zip(items, stamps))
 
     def __getitem__(self, i: int) -> CachedFace:
         label = int(self.row(i, "labels"))
@@ -342,7 +459,7 @@ from torch.utils.data import Dataset
 class FaceCacheDataset(Dataset):
     "A torch Dataset over a face cache's crops: `(image, label)` or `(image, label, landmarks)`."
 
-    def __init__(self, cache: FaceCache | str | os.PathLike, include: Sequence[str] = DETECTION_METHODS,
+    def __init__(self, cache: FaceCache | str | os.PathLike, include: Sequence[str] = ALIGNED_STATUSES,
                  transform: Callable | None = None, target_transform: Callable | None = None, landmarks: bool = False):
         self.cache = cache if isinstance(cache, FaceCache) else FaceCache(cache)
         unknown = sorted(set(include) - set(CACHE_STATUSES))
@@ -401,16 +518,21 @@ def _folder_for_root(out_dir: Path, dataset: str, root) -> Path:
 
 def dataset_face_cache(dataset: str, root: str | os.PathLike | None = None, config: AlignConfig | None = None,
                        cache_dir: str | os.PathLike | None = None, workers: int = 2, verify: bool = False,
-                       progress: bool = True) -> "FaceCache":
+                       progress: bool = True, rebuild: bool = False) -> "FaceCache":
     """The aligned-face cache of `dataset` under the data root `root` (default: `dataset_align_config(dataset)`),
-    under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial. The cache of another
-    copy of the dataset (another data root) is never returned for this one."""
+    under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial, partly re-aligned when
+    image files changed since (see `FaceCache.is_current`), rebuilt from scratch with `rebuild=True` (the command
+    line's `--rebuild-cache`). The cache of another copy of the dataset (another data root) is never returned for
+    this one."""
     from g2d.core import cache_root
     from g2d.datasets import open_dataset
 
     config = config or dataset_align_config(dataset)
     out_dir = _folder_for_root(face_cache_dir(cache_root(cache_dir), dataset, config), dataset, root)
-    if (out_dir / INDEX_FILE).is_file() and not verify:
-        return FaceCache(out_dir)
     samples = [(str(path), identity) for path, identity in open_dataset(dataset, root).samples]
-    return build_face_cache(samples, out_dir, config, workers=workers, on_unreadable="skip", progress=progress)
+    if (out_dir / INDEX_FILE).is_file() and not verify and not rebuild:
+        cache = FaceCache(out_dir)
+        if cache.is_current(samples):
+            return cache
+    return build_face_cache(samples, out_dir, config, workers=workers, on_unreadable="skip", progress=progress,
+                            rebuild=rebuild)

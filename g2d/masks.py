@@ -24,11 +24,12 @@ from .core import ConfigError, G2DError, StageConfig, atomic_write_json
 __all__ = ['MASK_KINDS', 'JAW_POINTS', 'NOSE_BRIDGE', 'RIGHT_EYE', 'LEFT_EYE', 'LOWER_LIP_POINT', 'CHIN_POINT', 'NOSE_TIP',
            'ANCHOR_KEYS', 'VARIANT_SUFFIXES', 'IMAGE_SUFFIXES', 'BUILTIN_PATTERNS', 'MASK_COLOURS', 'BUILTIN_ASPECT',
            'BUILTIN_SPREAD', 'BUILTIN_ANCHORS', 'LOWER_FACE_POINTS', 'UPPER_FACE_POINTS', 'PROTOCOL_FORMAT', 'FLIP_68',
-           'MaskError', 'MaskGeometryError', 'MaskTemplateError', 'MaskConfig', 'check_landmarks68', 'mask_anchors',
-           'estimate_yaw', 'kind_of_template', 'MaskTemplate', 'MaskTemplates', 'write_test_templates', 'MaskSpec',
-           'random_mask_spec', 'draw_builtin_mask', 'MaskedFace', 'face_region', 'apply_mask', 'segment_occlusion',
-           'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'resolve_mask_templates', 'flip_landmarks68',
-           'FlipTranslate', 'mask_statistics', 'summarize_statistics', 'mask_figure', 'mask_folder', 'configure_cli']
+           'INCOMPLETE_MARKER', 'MaskError', 'MaskGeometryError', 'MaskTemplateError', 'MaskConfig',
+           'check_landmarks68', 'mask_anchors', 'estimate_yaw', 'kind_of_template', 'MaskTemplate', 'MaskTemplates',
+           'write_test_templates', 'MaskSpec', 'random_mask_spec', 'draw_builtin_mask', 'MaskedFace', 'face_region',
+           'apply_mask', 'segment_occlusion', 'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'resolve_mask_templates',
+           'flip_landmarks68', 'FlipTranslate', 'mask_statistics', 'summarize_statistics', 'mask_figure',
+           'MaskOutputError', 'mask_folder', 'configure_cli']
 
 # %% ../nbs/03b_masks.ipynb #4e491610
 #: The mask kinds, each drawn by a built-in template and, where a template folder has one, by its templates.
@@ -798,21 +799,37 @@ class RandomMasker:
 
 
 def resolve_mask_templates(templates: str | os.PathLike | MaskTemplates | None = "auto",
-                           root: str | os.PathLike | None = None) -> MaskTemplates | None:
-    "Templates from a setting: 'auto' (the data root's `mask_templates`, else None), 'builtin'/None (None), a folder."
+                           root: str | os.PathLike | None = None, explicit_root: bool = False,
+                           warn: bool = False) -> MaskTemplates | None:
+    """Templates from a setting: 'auto' (the data root's `mask_templates`, else None), 'builtin'/None (None), a folder.
+    With 'auto' and no templates found: `explicit_root` (the user named the root) raises `MaskTemplateError`;
+    otherwise `warn` issues a `G2DWarning` saying the built-in masks are used."""
     if templates is None or isinstance(templates, MaskTemplates):
         return templates
     if str(templates) == "builtin":
         return None
     if str(templates) != "auto":
         return MaskTemplates.load(templates)
-    from g2d.core import DataRootError, find_datasets
+    from g2d.core import DataRootError, G2DWarning, data_root, find_datasets
 
     try:
         folder = find_datasets(root).get("mask_templates")
     except DataRootError:
+        if explicit_root:
+            raise
         folder = None
-    return MaskTemplates.load(folder) if folder is not None else None
+    if folder is not None:
+        return MaskTemplates.load(folder)
+    if explicit_root:
+        raise MaskTemplateError(f"the data root {data_root(root)} has no mask_templates folder (MaskTheFace "
+                                "templates): pass the right --root, --templates DIR, or --builtin for the built-in masks")
+    if warn:
+        import warnings
+
+        where = data_root(root, must_exist=False)
+        warnings.warn(f"no mask templates under the data root {where} (no mask_templates folder): using the built-in "
+                      "masks only; pass --root DIR, --templates DIR, or --builtin to choose", G2DWarning, stacklevel=2)
+    return None
 
 
 #: Index of each of the 68 landmarks in the mirrored face (iBUG order).
@@ -925,6 +942,34 @@ def mask_figure(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], t
     return fig
 
 # %% ../nbs/03b_masks.ipynb #c83c63b4
+#: Written first into a `g2d mask` output folder and removed when the run ends well: its presence means partial.
+INCOMPLETE_MARKER = "INCOMPLETE"
+
+
+class MaskOutputError(MaskError):
+    "An output folder `g2d mask` cannot use: a file, or inputs whose outputs would overwrite each other."
+
+
+def _mask_inputs(in_dir: Path, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """The images under `in_dir` and their keys, leaving out earlier outputs: `out_dir` when it lies inside `in_dir`
+    (its `masked/` and `occlusion/` when it is `in_dir` itself). Refuses inputs whose outputs would collide."""
+    out_resolved = out_dir.resolve()
+    outputs_at = ({out_resolved / "masked", out_resolved / "occlusion"} if out_resolved == in_dir.resolve()
+                  else {out_resolved})
+    files = sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                   and not outputs_at & set(p.resolve().parents))
+    keys = [p.relative_to(in_dir).as_posix() for p in files]
+    outputs: dict[str, list[str]] = {}
+    for key in keys:
+        outputs.setdefault(Path(key).with_suffix(".png").as_posix(), []).append(key)
+    clashes = [names for names in outputs.values() if len(names) > 1]
+    if clashes:
+        shown = "; ".join(" and ".join(names) for names in clashes[:5])
+        raise MaskOutputError(f"{len(clashes)} output name(s) would be written twice (outputs are <name>.png): {shown}"
+                              f"{' ...' if len(clashes) > 5 else ''}; rename or move one image of each")
+    return files, keys
+
+
 def mask_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, templates: MaskTemplates | None = None,
                 seed: int = 0, size: int = 112, kinds: Sequence[str] = MASK_KINDS, progress: bool = True,
                 config: MaskConfig | None = None) -> dict[str, Any]:
@@ -936,9 +981,14 @@ def mask_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, templates
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise MaskError(f"input folder {in_dir} does not exist")
-    files = sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    keys = [p.relative_to(in_dir).as_posix() for p in files]
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MaskOutputError(f"output folder {out_dir} is a file; name a folder (it is created if missing)")
+    files, keys = _mask_inputs(in_dir, out_dir)
     protocol = MaskProtocol.generate(keys, seed, kinds, templates)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / INCOMPLETE_MARKER
+    marker.write_text("g2d mask is writing this folder, or was interrupted: its contents are partial. "
+                      "Run the same g2d mask command again.\n", encoding="utf-8")
     aligner = FaceAligner(AlignConfig(size=size))
     coverages, failed = [], []
     start = time.perf_counter()
@@ -960,6 +1010,7 @@ def mask_folder(in_dir: str | os.PathLike, out_dir: str | os.PathLike, templates
         coverages.append(masked.coverage)
     seconds = time.perf_counter() - start
     protocol_file = protocol.write(out_dir / "mask_protocol.json")
+    marker.unlink()  # the folder is complete
     c = np.array(coverages)
     return {"images": len(files), "masked": len(coverages), "failures": len(failed), "failed": failed,
             "coverage_mean": float(c.mean()) if len(c) else None,
@@ -993,14 +1044,24 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=112, help="aligned crop size (default 112)")
     parser.add_argument("--kinds", nargs="+", default=list(MASK_KINDS), choices=MASK_KINDS, help="mask kinds to draw")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--allow-failures", action="store_true",
+                        help="exit 0 even when some images failed (unreadable, no face) or there were none")
 
     def run(args) -> int:
+        import sys
+
         from g2d.cli import print_result
 
-        templates = resolve_mask_templates(args.templates or ("builtin" if args.builtin else "auto"), args.root)
+        templates = resolve_mask_templates(args.templates or ("builtin" if args.builtin else "auto"), args.root,
+                                           explicit_root=args.root is not None, warn=True)
         report = mask_folder(args.in_dir, args.out_dir, templates, args.seed, args.size, args.kinds,
                              progress=not args.json)
         print_result(report, args.json, _format_report)
-        return 0
+        if args.allow_failures or (report["images"] and not report["failures"]):
+            return 0
+        problem = (f"no images (.jpg, .jpeg, .png) under {args.in_dir}" if not report["images"] else
+                   f"{report['failures']} of {report['images']} images failed (listed in the report)")
+        print(f"g2d mask: error: {problem}; pass --allow-failures to accept", file=sys.stderr)
+        return 1
 
     parser.set_defaults(func=run)

@@ -359,6 +359,8 @@ def read_scores_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     missing = [c for c in ("score", "label") if c not in frame.columns]
     if missing:
         raise MetricsInputError(f"{path} lacks column(s) {missing}; it has {list(frame.columns)}")
+    if frame.empty:
+        raise MetricsInputError(f"{path} has no rows (a header only): no scores to compute metrics from")
     try:
         return check_scores(frame["score"].to_numpy(), frame["label"].to_numpy())
     except MetricsInputError as e:
@@ -390,17 +392,21 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     "Arguments of `g2d metrics`."
     parser.add_argument("scores", help="CSV with columns score (cosine similarity) and label (1 genuine, 0 impostor)")
     parser.add_argument("--reference", help="the same model's unmasked-vs-unmasked scores CSV (threshold transfer)")
-    parser.add_argument("--bootstrap", type=int, default=0, metavar="N", help="add N-resample bootstrap 95%% intervals")
+    parser.add_argument("--bootstrap", type=int, default=None, metavar="N",
+                        help="add N-resample bootstrap 95%% intervals (N >= 2, e.g. 1000; leave out for none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
         from g2d.cli import print_result
 
+        if args.bootstrap is not None and args.bootstrap < 2:
+            raise MetricsInputError(f"--bootstrap N needs N >= 2 resamples (1000 is usual), got {args.bootstrap}; "
+                                    "leave --bootstrap out for no intervals")
         scores, labels = read_scores_csv(args.scores)
         reference = read_scores_csv(args.reference) if args.reference else (None, None)
         result: dict = verification_metrics(scores, labels, *reference)
-        if args.bootstrap:
+        if args.bootstrap is not None:
             result["bootstrap"] = bootstrap_metrics(scores, labels, *reference, n_resamples=args.bootstrap,
                                                     seed=args.seed)
         print_result(result, args.json, _format_report)

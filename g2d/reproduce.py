@@ -15,9 +15,10 @@ from .core import (G2DError, DataRootError, RunManifest, check_profile_name, dat
                       fingerprint_tree)
 
 # %% auto #0
-__all__ = ['EXPERIMENT_PARAMETERS', 'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
+__all__ = ['EXPERIMENT_PARAMETERS', 'UNCOMPARED_FILES', 'TABLE_SUFFIXES', 'RUN_SPECIFIC_KEYS', 'RUN_SPECIFIC_COLUMNS',
+           'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
            'experiment_dataset', 'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run', 'run_experiments',
-           'configure_cli']
+           'configure_cli', 'table_differences']
 
 # %% ../nbs/91_reproduce.ipynb #e46a7794
 @dataclass(frozen=True)
@@ -204,7 +205,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--notebooks", default="nbs/experiments", help="folder of experiment notebooks")
     parser.add_argument("--runs", default="runs", help="where executed notebooks are kept (per profile)")
     parser.add_argument("--figures", default="figures", help="where figures, tables and the manifest go (per profile)")
-    parser.add_argument("--only", nargs="*", default=(), help="run only notebooks whose name contains one of these")
+    parser.add_argument("--only", nargs="+", default=(), metavar="NAME",
+                        help="run only notebooks whose name contains one of these (at least one name)")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     def run(args) -> int:
@@ -221,3 +223,113 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
         return 0
 
     parser.set_defaults(func=run)
+
+# %% ../nbs/91_reproduce.ipynb #0647e359
+#: Result files a comparison of two runs skips: they describe the run (dates, commit, timings, machine, versions).
+UNCOMPARED_FILES: tuple[str, ...] = ("manifest.json", "environment.json")
+#: Table suffixes compared (figures' PNG/PDF bytes are not).
+TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".md", ".tex", ".json")
+#: JSON keys whose values differ from run to run: timings, throughput, run folders, creation dates.
+RUN_SPECIFIC_KEYS: tuple[str, ...] = ("seconds", "stage_seconds", "train_seconds_this_call", "curves_seconds",
+                                      "release_seconds", "timings", "throughput", "run_dir", "created", "git",
+                                      "machine", "duration", "date")
+#: Table columns (csv/md headers) whose values differ from run to run: timings.
+RUN_SPECIFIC_COLUMNS: tuple[str, ...] = ("train s", "seconds", "s", "time", "duration", "faces/s")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+@-]+/)*[\w.+@-]+")
+
+
+def _run_specific_key(key: str) -> bool:
+    return key in RUN_SPECIFIC_KEYS or key.endswith("_seconds")
+
+
+def _run_specific_column(header: str) -> bool:
+    header = header.strip().lower()
+    return header in RUN_SPECIFIC_COLUMNS or header.endswith(" s") or "seconds" in header
+
+
+def _same_text(a: str, b: str) -> bool:
+    "Equal up to absolute paths and numbers within a relative 1e-6."
+    import math
+
+    a, b = _ABSOLUTE_PATH.sub("<path>", a), _ABSOLUTE_PATH.sub("<path>", b)
+    if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
+        return False
+    return all(math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-9)
+               for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
+
+
+def _json_differences(a: Any, b: Any, where: str, out: list[str]) -> None:
+    import math
+
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [k for k in dict.fromkeys([*a, *b]) if not _run_specific_key(str(k))]
+        for key in keys:
+            if key not in a or key not in b:
+                out.append(f"{where}/{key}: only in the {'fresh' if key not in a else 'committed'} run")
+            else:
+                _json_differences(a[key], b[key], f"{where}/{key}", out)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(f"{where}: {len(a)} items committed, {len(b)} fresh")
+        for n, (x, y) in enumerate(zip(a, b)):
+            _json_differences(x, y, f"{where}[{n}]", out)
+    elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        if not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) and not (a != a and b != b):
+            out.append(f"{where}: committed {a!r}, fresh {b!r}")
+    elif isinstance(a, str) and isinstance(b, str):
+        if not _same_text(a, b):
+            out.append(f"{where}: committed {a!r}, fresh {b!r}")
+    elif a != b:
+        out.append(f"{where}: committed {a!r}, fresh {b!r}")
+
+
+def _table_rows(path: Path) -> list[list[str]]:
+    "Rows of cells: a CSV's, or each line of a text file (a Markdown table's `|` cells), run-specific columns removed."
+    import csv
+
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        rows = list(csv.reader(text.splitlines()))
+    else:
+        rows = [line.strip().strip("|").split("|") if line.lstrip().startswith("|") else [line]
+                for line in text.splitlines()]
+    drop: set[int] = set()
+    cleaned = []
+    for row in rows:
+        if len(row) > 1 and (path.suffix == ".csv" and not cleaned or not drop and any(_run_specific_column(c) for c in row)):
+            drop = {n for n, cell in enumerate(row) if _run_specific_column(cell)}  # a header row
+        cleaned.append([cell.strip() for n, cell in enumerate(row) if len(row) == 1 or n not in drop])
+    return cleaned
+
+
+def table_differences(committed: str | os.PathLike, fresh: str | os.PathLike, limit: int = 20) -> list[str]:
+    """Differences between the result tables of two runs' output folders (see above): missing or extra tables and
+    values that differ, at most `limit` per file; empty when the results agree."""
+    import json
+
+    committed, fresh = Path(committed), Path(fresh)
+
+    def tables(folder: Path) -> set[str]:
+        return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                if p.is_file() and p.suffix in TABLE_SUFFIXES and p.name not in UNCOMPARED_FILES}
+
+    old, new = tables(committed), tables(fresh)
+    out = [f"{name}: committed, but the fresh run does not write it" for name in sorted(old - new)]
+    out += [f"{name}: written by the fresh run, not committed" for name in sorted(new - old)]
+    for name in sorted(old & new):
+        found: list[str] = []
+        if name.endswith(".json"):
+            _json_differences(json.loads((committed / name).read_text(encoding="utf-8")),
+                              json.loads((fresh / name).read_text(encoding="utf-8")), "", found)
+        else:
+            a, b = _table_rows(committed / name), _table_rows(fresh / name)
+            if len(a) != len(b):
+                found.append(f"{len(a)} rows committed, {len(b)} fresh")
+            for n, (x, y) in enumerate(zip(a, b)):
+                if len(x) != len(y) or not all(_same_text(p, q) for p, q in zip(x, y)):
+                    found.append(f"row {n + 1}: committed {x}, fresh {y}")
+        out += [f"{name}{'' if item.startswith('/') else ': '}{item}" for item in found[:limit]]
+        if len(found) > limit:
+            out.append(f"{name}: ... {len(found) - limit} more")
+    return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -22,9 +23,10 @@ from .dlib_port import DlibResNet, load_dlib_resnet
 
 # %% auto #0
 __all__ = ['SFACE_MODEL_FILE', 'SFACE_PORT_VERSION', 'TEACHER_KINDS', 'as_face_batch', 'Teacher', 'file_sha256',
-           'DlibResNetTeacher', 'TorchModuleTeacher', 'OnnxTeacher', 'sface_model_file', 'dequantize_onnx',
-           'sface_onnx_file', 'SFaceTeacher', 'dlib_jitter_grids', 'JitterAveragedTeacher', 'TeacherConfig',
-           'build_teacher', 'TeacherFeatures', 'teacher_features_fingerprint', 'cached_teacher_features']
+           'DlibResNetTeacher', 'UntrustedModelError', 'TorchModuleTeacher', 'OnnxTeacher', 'sface_model_file',
+           'dequantize_onnx', 'sface_onnx_file', 'SFaceTeacher', 'dlib_jitter_grids', 'JitterAveragedTeacher',
+           'TeacherConfig', 'build_teacher', 'TeacherFeatures', 'teacher_features_fingerprint',
+           'cached_teacher_features']
 
 # %% ../nbs/05_teacher.ipynb #e2d17ca8
 def as_face_batch(faces: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -175,6 +177,10 @@ class _NormalisedInput(Teacher):
                     channel_order=self.channel_order)
 
 
+class UntrustedModelError(G2DError):
+    "A model file that would run arbitrary code when loaded (a pickled module), refused without `trust=True`."
+
+
 class TorchModuleTeacher(_NormalisedInput):
     "Any `nn.Module` mapping normalised N x 3 x input_size x input_size faces to N x D embeddings."
 
@@ -195,8 +201,11 @@ class TorchModuleTeacher(_NormalisedInput):
         return out.flatten(1)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **kwargs) -> "TorchModuleTeacher":
-        "A module file: `torch.export` (.pt2), TorchScript, or a whole pickled module (loading runs pickled code: trust it)."
+    def from_file(cls, path: str | os.PathLike, trust: bool = False, **kwargs) -> "TorchModuleTeacher":
+        """A module file: `torch.export` (.pt2), TorchScript, or a whole pickled module. WARNING: loading a model file
+        EXECUTES it: a pickled module runs any Python code stored in the file, and TorchScript runs the file's
+        program. Pickled modules are refused (`UntrustedModelError`) unless `trust=True`: pass it only for a file
+        from a source you trust as you would trust its code."""
         path = Path(path)
         if not path.is_file():
             raise G2DError(f"teacher model file {path} does not exist")
@@ -208,9 +217,20 @@ class TorchModuleTeacher(_NormalisedInput):
                     warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated but still loads
                     module = torch.jit.load(str(path), map_location="cpu")
             else:
-                module = torch.load(path, map_location="cpu", weights_only=False)
+                try:  # a state_dict or other plain data loads safely; a pickled module does not
+                    module = torch.load(path, map_location="cpu", weights_only=True)
+                except pickle.UnpicklingError:
+                    if not trust:
+                        raise UntrustedModelError(
+                            f"{path} is a pickled torch module: loading it EXECUTES any code stored in the file, so "
+                            "it is refused. If you trust its source as you would trust its code, load it with "
+                            "TorchModuleTeacher.from_file(path, trust=True); better, re-save it with torch.export "
+                            "(.pt2) or torch.jit.save and load that file") from None
+                    module = torch.load(path, map_location="cpu", weights_only=False)  # trust=True: runs the file
+        except UntrustedModelError:
+            raise
         except Exception as e:
-            raise G2DError(f"cannot load a torch module from {path}: {e}") from None
+            raise G2DError(f"cannot load a torch module from {path} (loading executes the file): {e}") from None
         if not isinstance(module, nn.Module):
             raise G2DError(f"{path} holds a {type(module).__name__}, not a torch module (save the whole module, "
                            "not a state_dict)")

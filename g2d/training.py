@@ -19,7 +19,7 @@ import torch
 from .core import G2DError, atomic_torch_save, atomic_write_text
 
 # %% auto #0
-__all__ = ['TrainingDiverged', 'CheckpointError', 'Checkpointer', 'epoch_batches', 'TrainingLog', 'fit']
+__all__ = ['TrainingDiverged', 'CheckpointError', 'UnsafeCheckpointError', 'Checkpointer', 'epoch_batches', 'TrainingLog', 'fit']
 
 # %% ../nbs/05c_training.ipynb #0eb7c205
 class TrainingDiverged(G2DError):
@@ -30,11 +30,19 @@ class CheckpointError(G2DError):
     "A checkpoint that cannot be restored into the given state (missing entries, other shapes, unreadable)."
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that does not load with `torch.load(weights_only=True)`: written by an older g2d (which pickled
+    NumPy objects) or planted by someone else. It is never unpickled; delete the run folder and train again."""
+
+
 _CHECKPOINT_NAME = re.compile(r"^step_(\d{6,})\.pt$")
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    "The random states as tensors and plain types (a NumPy state is a tuple holding an array: stored as a list)."
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = [str(kind), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -42,10 +50,31 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+_SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def _check_safe(value: Any, where: str) -> None:
+    "Raise `CheckpointError` when `value` holds anything `torch.load(weights_only=True)` would refuse to read back."
+    if isinstance(value, _SAFE_LEAVES):
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_safe(key, where)
+            _check_safe(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for n, item in enumerate(value):
+            _check_safe(item, f"{where}[{n}]")
+    else:
+        raise CheckpointError(f"checkpoint entry {where} is a {type(value).__module__}.{type(value).__qualname__}: a "
+                              "checkpoint stores only tensors and plain Python values (convert it, e.g. an array "
+                              "with torch.as_tensor or .tolist())")
 
 
 class Checkpointer:
@@ -71,19 +100,30 @@ class Checkpointer:
     def save(self, step: int, state: dict[str, Any], metadata: dict | None = None) -> Path:
         "Write the checkpoint of `step` atomically; returns its path."
         entries = {name: (value.state_dict() if hasattr(value, "state_dict") else value) for name, value in state.items()}
+        payload = {"step": int(step), "state": entries, "rng": _rng_state(), "metadata": metadata or {}}
+        _check_safe(payload, "checkpoint")
         path = self.folder / f"step_{step:06d}.pt"
-        atomic_torch_save({"step": int(step), "state": entries, "rng": _rng_state(), "metadata": metadata or {}}, path)
+        atomic_torch_save(payload, path)
         for old in self.checkpoints()[:-self.keep]:
             old.unlink(missing_ok=True)
         return path
 
     def read(self, path: str | os.PathLike | None = None, map_location: Any = "cpu") -> dict[str, Any] | None:
-        "The raw contents of a checkpoint (default: the newest), or None when there is none."
+        """The raw contents of a checkpoint (default: the newest), or None when there is none. Loaded with
+        `weights_only=True`: a file that would need unpickling arbitrary objects raises `UnsafeCheckpointError`
+        and none of its code runs."""
+        import pickle
+
         path = Path(path) if path is not None else self.latest()
         if path is None:
             return None
         try:
-            return torch.load(path, map_location=map_location, weights_only=False)
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise UnsafeCheckpointError(
+                f"checkpoint {path} cannot be loaded safely (it holds pickled objects: written by an older g2d, or "
+                f"not by g2d at all); it was not loaded. Delete the run folder {path.parent} (or just this file) "
+                f"and train again. Detail: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         except Exception as e:
             raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
 

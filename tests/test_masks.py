@@ -197,7 +197,7 @@ def test_cli_mask_json(tmp_path, faces):
     (source / "broken.jpg").write_bytes(b"not an image")
     env = {**os.environ, "PYTHONPATH": REPO}
     done = subprocess.run([sys.executable, "-c", "import sys; from g2d.cli import main; sys.exit(main())", "mask",
-                           str(tmp_path / "in"), str(tmp_path / "out"), "--builtin", "--seed", "2", "--json"],
+                           str(tmp_path / "in"), str(tmp_path / "out"), "--builtin", "--seed", "2", "--json", "--allow-failures"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

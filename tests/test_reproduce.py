@@ -4,6 +4,8 @@ import subprocess
 
 from conftest import REPO, g2d_command
 
+from g2d.reproduce import RUN_SPECIFIC_COLUMNS, RUN_SPECIFIC_KEYS, UNCOMPARED_FILES, table_differences
+
 
 def test_smoke_batch_runs_every_experiment_and_writes_a_manifest(tmp_path):
     figures, runs = tmp_path / "figures", tmp_path / "runs"
@@ -19,6 +21,11 @@ def test_smoke_batch_runs_every_experiment_and_writes_a_manifest(tmp_path):
     assert manifest["git"]["commit"] is None or len(manifest["git"]["commit"]) == 40
     assert manifest["packages"]["torch"] and set(manifest["timings"]) == {n[:-6] for n in experiments}
     assert "environment.json" in manifest["outputs"]
+    # the committed figures/smoke tables are what this code gives (timings, paths, manifest, figure bytes aside:
+    # see g2d.reproduce.RUN_SPECIFIC_KEYS, RUN_SPECIFIC_COLUMNS and UNCOMPARED_FILES for what is left out)
+    differences = table_differences(REPO / "figures" / "smoke", figures / "smoke")
+    assert not differences, ("the committed figures/smoke tables differ from a fresh smoke batch; regenerate them "
+                             "(g2d reproduce --profile smoke from an empty cache) and commit:\n" + "\n".join(differences))
 
 
 def test_cpu_batch_records_the_data_fingerprint(tmp_path, real_data_root):
@@ -54,3 +61,21 @@ def test_partial_rerun_keeps_the_earlier_run_in_the_manifest(tmp_path):
     assert "from_earlier_run" not in notebooks["90_summary.ipynb"]
     assert second["config"]["earlier_run"]["created"] == first["created"]
     assert set(second["timings"]) == {"90_summary"}
+
+
+def test_the_fields_left_out_of_the_comparison_are_run_specific_only():
+    "What legitimately varies between two smoke batches, by name; anything else in a committed table is compared."
+    assert set(UNCOMPARED_FILES) == {"manifest.json", "environment.json"}
+    assert set(RUN_SPECIFIC_KEYS) == {"seconds", "stage_seconds", "train_seconds_this_call", "curves_seconds",
+                                      "release_seconds", "timings", "throughput", "run_dir", "created", "git",
+                                      "machine", "duration", "date"}
+    assert set(RUN_SPECIFIC_COLUMNS) == {"train s", "seconds", "s", "time", "duration", "faces/s"}
+    assert table_differences(REPO / "figures" / "smoke", REPO / "figures" / "smoke") == []
+
+
+def test_only_without_names_is_a_usage_error(tmp_path):
+    done = subprocess.run(g2d_command() + ["reproduce", "--profile", "smoke", "--figures", str(tmp_path / "f"),
+                                           "--runs", str(tmp_path / "r"), "--only"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--only" in done.stderr
+    assert not (tmp_path / "f").exists()  # nothing ran
