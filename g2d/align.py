@@ -17,9 +17,10 @@ from .core import ConfigError, G2DError, StageConfig, canonical_five_points, dli
 # %% auto #0
 __all__ = ['RIGHT_EYE_POINTS', 'LEFT_EYE_POINTS', 'NOSE_TIP_POINT', 'RIGHT_MOUTH_POINT', 'LEFT_MOUTH_POINT', 'FACE_BOXES',
            'DETECTION_METHODS', 'CASCADE_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'YUNET_DLIB_BOX',
-           'YUNET_FIELDS', 'YUNET_POINTS', 'YUNET_MODEL_FILE', 'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb',
-           'as_rgb', 'five_points_from_68', 'similarity_transform', 'apply_affine', 'AlignConfig', 'AlignedFace',
-           'NoFaceError', 'yunet_model_file', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder',
+           'YUNET_FIELDS', 'YUNET_POINTS', 'DETECTOR_MIN_SIDE', 'MMOD_CRASH_SIDE', 'YUNET_MODEL_FILE',
+           'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb', 'as_rgb', 'five_points_from_68',
+           'similarity_transform', 'apply_affine', 'AlignConfig', 'AlignedFace', 'NoFaceError', 'FaceTooSmallError',
+           'detector_min_side', 'yunet_model_file', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder',
            'landmark_error', 'evaluate_occlusion', 'summarize_occlusion']
 
 # %% ../nbs/02b_align.ipynb #619a7e2d
@@ -120,7 +121,7 @@ YUNET_DLIB_BOX: tuple[float, float, float] = (-0.04, 0.047, 1.125)
 #: AlignConfig fields that only matter to YuNet: left out of `to_params` (and so of cache fingerprints) unless the
 #: cascade uses "yunet", so that every configuration without it keeps its fingerprint.
 YUNET_FIELDS: tuple[str, ...] = ("yunet_threshold", "yunet_nms", "yunet_min_side", "yunet_max_side", "yunet_points",
-                                 "yunet_dlib_box")
+                                 "yunet_dlib_box", "yunet_retry_threshold")
 YUNET_POINTS: tuple[str, ...] = ("yunet", "dlib")
 
 
@@ -137,6 +138,7 @@ class AlignConfig(StageConfig):
     fallback: str = "skip"
     center_scale: float = 1.25
     yunet_threshold: float = 0.6
+    yunet_retry_threshold: float | None = None  # when YuNet finds nothing at yunet_threshold: once more at this one
     yunet_nms: float = 0.3
     yunet_min_side: int = 320
     yunet_max_side: int = 640
@@ -150,7 +152,8 @@ class AlignConfig(StageConfig):
     }
     #: Detection presets for other inputs, applied on top of a run profile (`AlignConfig.preset`); see "Measured".
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "photos": dict(detectors=("yunet", "hog"), yunet_points="dlib", pick="largest", fallback="skip"),
+        "photos": dict(detectors=("yunet", "hog"), yunet_points="dlib", pick="largest", fallback="skip",
+                       yunet_retry_threshold=0.4),
     }
 
     @classmethod
@@ -166,6 +169,8 @@ class AlignConfig(StageConfig):
         if "yunet" not in self.detectors:
             for name in YUNET_FIELDS:
                 params.pop(name, None)
+        if params.get("yunet_retry_threshold", 0) is None:
+            params.pop("yunet_retry_threshold")  # fingerprints from before the field existed stay put
         return params
 
     def __post_init__(self):
@@ -188,6 +193,8 @@ class AlignConfig(StageConfig):
             raise ConfigError(f"face_box must be (centre x, centre y, side) as fractions, got {self.face_box}")
         if not 0.5 <= self.center_scale <= 4:
             raise ConfigError(f"center_scale must be in [0.5, 4], got {self.center_scale}")
+        if self.yunet_retry_threshold is not None and not 0 < self.yunet_retry_threshold < self.yunet_threshold:
+            raise ConfigError(f"yunet_retry_threshold must be in (0, yunet_threshold), got {self.yunet_retry_threshold}")
         if not (0 < self.yunet_threshold < 1 and 0 < self.yunet_nms < 1):
             raise ConfigError(f"yunet_threshold and yunet_nms must be in (0, 1), got {self.yunet_threshold}, {self.yunet_nms}")
         if not 0 <= self.yunet_min_side <= self.yunet_max_side <= 4096 or self.yunet_max_side < 64:
@@ -227,6 +234,30 @@ class AlignedFace:
 
 class NoFaceError(G2DError):
     "No detector of the cascade found a face (raised by `FaceAligner(..., required=True)`; the message names the image)."
+
+
+class FaceTooSmallError(UnreadableImageError, NoFaceError):
+    """An image smaller than the smallest face any detector of the cascade can find (`detector_min_side`): refused
+    before any detector runs (dlib's MMOD crashes on images under 10 px). Raised whether or not a face is
+    `required`; being an `UnreadableImageError`, a face cache records the image as unusable with this message."""
+
+# %% ../nbs/02b_align.ipynb #08d369bb
+#: The smallest image side (px) on which each method found a face at upsampling 0 (measured above); HOG and MMOD
+#: halve it per upsampling step, MMOD never under `MMOD_CRASH_SIDE`.
+DETECTOR_MIN_SIDE: dict[str, int] = {"hog": 64, "mmod": 80, "yunet": 8, "box": 10}
+#: dlib's MMOD raises a RuntimeError on images narrower (or lower) than this.
+MMOD_CRASH_SIDE = 10
+
+
+def detector_min_side(method: str, config: AlignConfig) -> int:
+    "The shorter image side (px) below which `method` cannot find a face under `config` (see the table above)."
+    if method not in DETECTOR_MIN_SIDE:
+        raise ConfigError(f"no minimum face size for {method!r}; known: {sorted(DETECTOR_MIN_SIDE)}")
+    if method == "hog":
+        return max(1, math.ceil(DETECTOR_MIN_SIDE["hog"] / 2 ** config.upsample))
+    if method == "mmod":
+        return max(MMOD_CRASH_SIDE, math.ceil(DETECTOR_MIN_SIDE["mmod"] / 2 ** config.mmod_upsample))
+    return DETECTOR_MIN_SIDE[method]
 
 # %% ../nbs/02b_align.ipynb #c04b181d
 def _box_from_fractions(shape: Sequence[int], face_box: Sequence[float]) -> tuple[int, int, int, int]:
@@ -291,7 +322,8 @@ class FaceAligner:
         """YuNet's faces in an RGB array: [((left, top, right, bottom), score, points (5, 2) float32)], the points in
         the template's order: right eye, left eye (the subject's; the right eye is on the image's left), nose tip,
         right and left mouth corners. An image whose longer side is outside [`yunet_min_side`, `yunet_max_side`] is
-        detected on a copy resized to the nearer bound (the boxes and points scaled back)."""
+        detected on a copy resized to the nearer bound (the boxes and points scaled back). With
+        `yunet_retry_threshold`, an image with no face at `yunet_threshold` is searched once more at the lower one."""
         height, width = image.shape[:2]
         longer = max(height, width)
         scale = min(max(1.0, self.config.yunet_min_side / longer), self.config.yunet_max_side / longer)
@@ -301,6 +333,12 @@ class FaceAligner:
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         self.yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = self.yunet.detect(bgr)
+        if faces is None and self.config.yunet_retry_threshold is not None:
+            self.yunet.setScoreThreshold(self.config.yunet_retry_threshold)
+            try:
+                _, faces = self.yunet.detect(bgr)
+            finally:
+                self.yunet.setScoreThreshold(self.config.yunet_threshold)
         found = []
         for row in (faces if faces is not None else ()):
             x, y, w, h = (float(v) / scale for v in row[:4])
@@ -359,14 +397,62 @@ class FaceAligner:
         nan = np.full((68, 2), np.nan, np.float32)
         return AlignedFace(crop, nan, nan.copy(), "center", transform=matrix.astype(np.float32), **details)
 
+    def align_detection(self, image: np.ndarray, detection: tuple, details: dict) -> AlignedFace:
+        "Align one detection ((box, score) or YuNet's (box, score, points)) of `details['method']`: 68 landmarks, warp."
+        if details["method"] == "yunet":
+            face_box, score, points = detection
+            landmarks = self.fit_landmarks(image, _dlib_box_from_yunet(face_box, self.config.yunet_dlib_box))
+            key_points = points if self.config.yunet_points == "yunet" else None
+            return self.align_landmarks(image, landmarks, key_points, score=score, box=face_box, **details)
+        face_box, score = detection
+        return self.align_landmarks(image, self.fit_landmarks(image, face_box), score=score, box=face_box, **details)
+
+    def _sizes(self, image: np.ndarray, name: str, centre_allowed: bool) -> tuple[int, dict[str, int]]:
+        "The image's shorter side and each method's `detector_min_side`; `FaceTooSmallError` below all of them."
+        shorter = min(image.shape[:2])
+        minimum = {method: detector_min_side(method, self.config) for method in self.config.detectors}
+        centre = centre_allowed and self.config.fallback == "center"
+        if shorter < MMOD_CRASH_SIDE or (shorter < min(minimum.values()) and not centre):
+            floor = min(minimum.values()) if shorter < min(minimum.values()) else MMOD_CRASH_SIDE
+            raise FaceTooSmallError(f"{name} is {image.shape[1]}x{image.shape[0]} px: smaller than the smallest face "
+                                    f"{' or '.join(self.config.detectors)} can find ({floor} px); "
+                                    "use a larger image of the face")
+        return shorter, minimum
+
+    def align_all(self, image: str | os.PathLike | np.ndarray) -> list[AlignedFace]:
+        """Every face of the first cascade method that finds any (largest first); [] when none does (no fallback:
+        a photo of several people gives each of them, a photo of none gives nobody)."""
+        name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
+        image = as_rgb(image)
+        shorter, minimum = self._sizes(image, name, centre_allowed=False)
+        tried = []
+        for method in self.config.detectors:
+            if shorter < minimum[method]:
+                continue  # could not find a face this small (and MMOD would crash)
+            tried.append(method)
+            if method == "box":
+                continue
+            found = self.detect_yunet(image) if method == "yunet" else self.detect(image, method)
+            if found:
+                found = sorted(found, key=lambda b: -(b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
+                details = dict(method=method, faces_found=len(found), tried=tuple(tried))
+                return [self.align_detection(image, detection, details) for detection in found]
+        return []
+
     def __call__(self, image: str | os.PathLike | np.ndarray, box: Sequence[int] | None = None,
                  required: bool = False) -> AlignedFace:
         """Align one image: the cascade `config.detectors` in order (the first method that finds a face wins), then the
-        `fallback` policy if all fail; with `required=True` a face no method finds is a `NoFaceError` instead."""
+        `fallback` policy if all fail; with `required=True` a face no method finds is a `NoFaceError` instead.
+        A method is skipped on an image smaller than its `detector_min_side`; an image smaller than every method's
+        is refused with `FaceTooSmallError` whatever `required` says (with the `"center"` fallback, only one under
+        `MMOD_CRASH_SIDE`: the flagged centre crop needs no detector)."""
         name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
         image = as_rgb(image)
+        shorter, minimum = self._sizes(image, name, centre_allowed=True)
         tried = []
         for method in self.config.detectors:
+            if shorter < minimum[method]:
+                continue  # could not find a face this small (and MMOD would crash)
             tried.append(method)
             if method == "box":
                 found = [(tuple(int(v) for v in box) if box is not None else _box_from_fractions(image.shape, self.config.face_box), math.nan)]
@@ -376,14 +462,7 @@ class FaceAligner:
                 found = self.detect(image, method)
             if found:
                 details = dict(method=method, faces_found=len(found), tried=tuple(tried))
-                if method == "yunet":
-                    face_box, score, points = self.pick(found, image.shape)
-                    landmarks = self.fit_landmarks(image, _dlib_box_from_yunet(face_box, self.config.yunet_dlib_box))
-                    key_points = points if self.config.yunet_points == "yunet" else None
-                    return self.align_landmarks(image, landmarks, key_points, score=score, box=face_box, **details)
-                face_box, score = self.pick(found, image.shape)
-                landmarks = self.fit_landmarks(image, face_box)
-                return self.align_landmarks(image, landmarks, score=score, box=face_box, **details)
+                return self.align_detection(image, self.pick(found, image.shape), details)
         if required:
             raise NoFaceError(f"no face found in {name} by {' then '.join(tried)}")
         if self.config.fallback == "center":

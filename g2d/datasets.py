@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import importlib
+import math
 import os
 import re
 from pathlib import Path
@@ -19,10 +20,13 @@ from .core import DATASET_FOLDERS, ConfigError, DataRootError, G2DError, data_ro
 from .pairs import ImageRef, PairsFormatError, VerificationPair, find_pairs_file, read_pairs
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'DATASET_READERS', 'ImageReadError', 'AnnotationFormatError', 'read_image',
-           'MissingPairImagesError', 'FaceDataset', 'write_example_layout', 'CelebA', 'CelebAWild', 'LFW', 'MFR2',
-           'RMFD', 'UTKFace', 'MLFW', 'CPLFW', 'dataset_reader', 'open_dataset', 'face_datasets_found',
-           'dataset_image_files', 'check_dataset', 'check_data_root', 'configure_cli']
+__all__ = ['IMAGE_EXTENSIONS', 'EXTRA_DATASET_FOLDERS', 'CFP_FIDUCIAL_TO_68', 'CFP_MIDLINE_FIDUCIALS', 'CFP_POSES',
+           'CFP_PROFILE_OFFSET', 'CFP_PROTOCOLS', 'DATASET_READERS', 'PROTOCOL_VIEWS', 'ImageReadError',
+           'AnnotationFormatError', 'read_image', 'MissingPairImagesError', 'FaceDataset', 'dataset_folder',
+           'write_example_layout', 'CelebA', 'CelebAWild', 'LFW', 'MFR2', 'RMFD', 'UTKFace', 'MLFW', 'CPLFW',
+           'FiducialsError', 'landmarks68_from_cfp_fiducials', 'CFP', 'CFPFF', 'CFPFP', 'dataset_reader',
+           'open_dataset', 'face_datasets_found', 'dataset_image_files', 'check_dataset', 'check_mask_templates',
+           'check_data_root', 'configure_cli']
 
 # %% ../nbs/02_datasets.ipynb #038c5b5f
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -117,7 +121,7 @@ class FaceDataset(Dataset):
     def _attach_pairs(self, pairs_file: Path, entries: Sequence[tuple[ImageRef | str, ImageRef | str, bool, int | None]]):
         "Keep the pairs whose two images are present; the others are an error (strict) or an inconsistency."
         present = lambda item: isinstance(item, ImageRef) and item in self._index
-        missing = sorted({_describe_image(item) for entry in entries for item in entry[:2] if not present(item)})
+        missing = sorted({self.describe(item) for entry in entries for item in entry[:2] if not present(item)})
         self.pairs_file = pairs_file
         if missing and self.strict:
             lines = sum(1 for entry in entries if not (present(entry[0]) and present(entry[1])))
@@ -128,6 +132,40 @@ class FaceDataset(Dataset):
         self.pairs = [VerificationPair(ref, probe, genuine, fold) for ref, probe, genuine, fold in entries
                       if present(ref) and present(probe)]
         self.details["pair lines dropped"] = len(entries) - len(self.pairs)
+        self._pair_problems(self.pairs)
+
+    #: True where the publisher's protocol lists some pairs twice, once in each order (CFP's FF): counted in
+    #: `details`, not a problem (the protocol is kept as published); a pair repeated in the same order still is one.
+    swapped_repeats_published: ClassVar[bool] = False
+
+    def _pair_problems(self, pairs: Sequence[VerificationPair]) -> None:
+        """Record pairs no protocol can mean (in both modes: they do not stop an evaluation, `g2d data check` reports
+        them): an image paired with itself, an impostor pair of one identity, a pair listed more than once."""
+        itself, one_identity, repeated, swapped, seen = [], [], [], 0, set()
+        for pair in pairs:
+            text = f"{self.describe(pair.reference)} & {self.describe(pair.probe)}"
+            if pair.reference == pair.probe:
+                itself.append(text)
+            elif not pair.genuine and pair.reference.identity == pair.probe.identity:
+                one_identity.append(text)
+            if (pair.reference, pair.probe) in seen:
+                repeated.append(text)
+            elif (pair.probe, pair.reference) in seen and pair.reference != pair.probe:
+                if self.swapped_repeats_published:
+                    swapped += 1
+                else:
+                    repeated.append(text)
+            seen.add((pair.reference, pair.probe))
+        for kind, items in (("pairs of an image with itself", itself), ("impostor pairs of one identity", one_identity),
+                            ("pairs listed more than once", repeated)):
+            if items:
+                self.inconsistencies[kind] = items
+        if swapped:
+            self.details["pairs listed twice, in swapped order (as published)"] = swapped
+
+    def describe(self, item: ImageRef | str) -> str:
+        "How messages name an image (or an unresolved pairs-file entry)."
+        return _describe_image(item)
 
     # -- reading
     def __len__(self) -> int:
@@ -158,6 +196,10 @@ class FaceDataset(Dataset):
         "The image `ref` names, decoded (and transformed) as `self[i][0]`."
         return self[self.index_of(ref)][0]
 
+    def check_annotations(self) -> dict[str, list[str]]:
+        "Problems found by reading the dataset's per-image annotation files (kind -> items); `g2d data check` calls it."
+        return {}
+
     def summary(self) -> dict[str, Any]:
         "Counts: images, identities, pairs (None without a protocol), masked images (None where unlabelled)."
         return {"images": len(self), "identities": len(self.identities),
@@ -175,12 +217,66 @@ def _write_noise_image(path: Path, rng: np.random.Generator, size: int = 20) -> 
 
 
 _EXAMPLE_PEOPLE = {"Ann_Lee": 3, "Bo_Diaz": 2, "Cy_Park": 1, "Di_Mora": 2}
+#: Dataset names whose folder under the data root `g2d.core.DATASET_FOLDERS` does not list (CFP and its protocols).
+EXTRA_DATASET_FOLDERS: dict[str, str] = {"cfp": "cfp", "cfp-ff": "cfp", "cfp-fp": "cfp"}
+
+
+def dataset_folder(name: str) -> str:
+    "The folder of dataset `name` under the data root."
+    folder = DATASET_FOLDERS.get(name) or EXTRA_DATASET_FOLDERS.get(name)
+    if folder is None:
+        raise ConfigError(f"no data folder known for dataset {name!r}")
+    return folder
+
+
+def _write_cfp_example(folder: Path) -> Path:
+    """CFP's layout with 4 identities x (2 frontal + 1 profile) synthetic 64 px faces (`g2d.synthetic`), their 30
+    fiducials taken from the faces' exact 68 landmarks (`CFP_FIDUCIAL_TO_68`) in "original" pixels twice the shipped
+    ones (scale 0.5), the second identity's profile mirrored (an annotated eye on the image's right), and 2 folds of
+    FF and FP pairs (one genuine, one impostor each)."""
+    import cv2
+    from g2d.synthetic import SyntheticFaces
+
+    faces = SyntheticFaces(n_identities=4, images_per_identity=3, size=64, seed=3)
+    f_lines, p_lines, scale_lines = [], [], ["# image scale_applied"]
+    for person in range(4):
+        for k, (pose, number) in enumerate((("frontal", 1), ("frontal", 2), ("profile", 1))):
+            image, landmarks = faces.render(person * 3 + k)
+            if person == 1 and pose == "profile":
+                image, landmarks = image[:, ::-1].copy(), landmarks.copy()
+                landmarks[:, 0] = image.shape[1] - 1 - landmarks[:, 0]
+                from g2d.masks import FLIP_68
+                landmarks = landmarks[list(FLIP_68)]  # the visible half is now the subject's left
+            relative = f"{person + 1:03d}/{pose}/{number:02d}"
+            (folder / "Data" / "Images" / relative).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / "Data" / "Images" / f"{relative}.jpg", quality=95)
+            points = np.asarray(landmarks, np.float64)[list(CFP_FIDUCIAL_TO_68)]
+            if person == 1 and pose == "profile":
+                points = np.asarray(landmarks, np.float64)[[FLIP_68[i] for i in CFP_FIDUCIAL_TO_68]]
+            (folder / "Data" / "Fiducials" / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / "Data" / "Fiducials" / f"{relative}.txt").write_text(
+                "".join(f"{x / 0.5:.3f},{y / 0.5:.3f}\n" for x, y in points))
+            scale_lines.append(f"{relative}.jpg 0.500000")
+            (f_lines if pose == "frontal" else p_lines).append(f"../Data/Images/{relative}.jpg")
+    (folder / "Protocol").mkdir(parents=True, exist_ok=True)
+    (folder / "Protocol" / "Pair_list_F.txt").write_text("".join(f"{n} {p}\n" for n, p in enumerate(f_lines, 1)))
+    (folder / "Protocol" / "Pair_list_P.txt").write_text("".join(f"{n} {p}\n" for n, p in enumerate(p_lines, 1)))
+    (folder / "Data" / "image_scales.txt").write_text("\n".join(scale_lines) + "\n")
+    (folder / "Data" / "list_name.txt").write_text("Ann Lee\nBo Diaz\nCy Park\nDi Mora\n")
+    splits = {"FF": (("1,2", "1,3"), ("5,6", "7,5")), "FP": (("1,1", "3,1"), ("6,3", "7,3"))}
+    for protocol, folds in splits.items():
+        for fold, (same, diff) in enumerate(folds, 1):
+            fold_dir = folder / "Protocol" / "Split" / protocol / f"{fold:02d}"
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            (fold_dir / "same.txt").write_text(same + "\n")
+            (fold_dir / "diff.txt").write_text(diff + "\n")
+    return folder
 
 
 def write_example_layout(name: str, root: str | os.PathLike, corrupt: bool = False, seed: int = 0) -> Path:
     "Write a tiny dataset `name` in its publisher's layout under the data root `root`; returns the dataset folder."
     rng = np.random.default_rng(seed)
-    folder = Path(root) / DATASET_FOLDERS[name]
+    folder = Path(root) / dataset_folder(name)
     people = _EXAMPLE_PEOPLE
     images: list[Path] = []
     if name in ("celeba", "celeba_wild"):
@@ -227,6 +323,8 @@ def write_example_layout(name: str, root: str | os.PathLike, corrupt: bool = Fal
                  "Ann_Lee_3.jpg 0", "Cy_Park_1.jpg 0", "Di_Mora_1.jpg 0", "Bo_Diaz_2.jpg 0"]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "pairs_CPLFW.txt").write_text("\n".join(lines) + "\n")
+    elif name in ("cfp", "cfp-ff", "cfp-fp"):
+        return _write_cfp_example(folder)
     else:
         raise ConfigError(f"no example layout for {name!r}")
     for path in images:
@@ -257,29 +355,39 @@ class CelebA(FaceDataset):
         self.identity_file = _first_existing(
             [self.root / "identity_CelebA.txt", self.root / "Anno" / "identity_CelebA.txt",
              self.root.parent / f"{self.root.name}_meta" / "identity_CelebA.txt"], "CelebA identity file identity_CelebA.txt")
-        identity_of = self._read_identity_file(self.identity_file)
+        identity_of, conflicts = self._read_identity_file(self.identity_file)
+        self._problem("images with conflicting rows in identity_CelebA.txt", conflicts, AnnotationFormatError,
+                      self.identity_file)
+        ambiguous = {row.split(" ", 1)[0] for row in conflicts}
+        for image in ambiguous:  # lenient: an image whose identity is ambiguous is left out
+            identity_of.pop(image, None)
         present = {entry.name: Path(entry.path) for entry in os.scandir(images_dir)
                    if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)}
         self._set_samples(((path, ImageRef(identity_of[file], int(Path(file).stem))) for file, path in present.items()
                            if file in identity_of), identity_key=int)
-        self._problem("images without a row in identity_CelebA.txt", sorted(set(present) - set(identity_of)),
+        self._problem("images without a row in identity_CelebA.txt", sorted(set(present) - set(identity_of) - ambiguous),
                       AnnotationFormatError, self.identity_file)
         self.details["rows without an image file"] = len(identity_of) - len(self)
         self.details["annotated images"] = len(identity_of)
 
     @staticmethod
-    def _read_identity_file(path: Path) -> dict[str, str]:
-        identity_of = {}
+    def _read_identity_file(path: Path) -> tuple[dict[str, str], list[str]]:
+        "(image -> identity, images with rows that disagree, as 'image (line a: id, line b: id)')."
+        identity_of, line_of, conflicts = {}, {}, {}
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             tokens = line.split()
             if not tokens:
                 continue
             if len(tokens) != 2 or not tokens[1].isdigit() or not Path(tokens[0]).stem.isdigit():
                 raise AnnotationFormatError(f"{path}:{number}: expected '000001.jpg 2880', got {line.strip()!r}")
-            identity_of[tokens[0]] = tokens[1]
+            image, identity = tokens
+            if image in identity_of and identity_of[image] != identity:
+                conflicts.setdefault(image, [f"line {line_of[image]}: {identity_of[image]}"]).append(f"line {number}: {identity}")
+            else:
+                identity_of[image], line_of[image] = identity, number
         if not identity_of:
             raise AnnotationFormatError(f"{path} is empty")
-        return identity_of
+        return identity_of, [f"{image} ({', '.join(rows)})" for image, rows in sorted(conflicts.items())]
 
 class CelebAWild(CelebA):
     """CelebA in the wild: `img_celeba/*.jpg` (the official photos, or face regions cut from them) +
@@ -567,6 +675,251 @@ class CPLFW(_FlatPairsDataset):
             named.append((first, second, label > 0))
         return named
 
+# %% ../nbs/02_datasets.ipynb #10bb40d2
+#: CFP's 30 fiducial points as iBUG 68-point indices (measured below on 300 frontal images against dlib's 68 points):
+#: jaw 0-8, eyebrow 17/19/21, eye 36-41, nose bridge 27-30, nose bottom 33/32/31, inner mouth corner 60, upper lip
+#: top 51, inner upper lip 62, lower lip bottom 57, inner lower lip 66: one half of the face (the subject's right on
+#: frontal images, the visible side on profiles) and its midline.
+CFP_FIDUCIAL_TO_68: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 7, 8, 17, 19, 21, 36, 37, 38, 39, 40, 41,
+                                       27, 28, 29, 30, 33, 32, 31, 60, 51, 62, 57, 66)
+#: The fiducials on the face's midline (chin, nose bridge to nose bottom, lip centres): the axis of the mirror.
+CFP_MIDLINE_FIDUCIALS: tuple[int, ...] = (8, 18, 19, 20, 21, 22, 26, 27, 28, 29)
+#: 68-point indices filled on the annotated half by interpolation: index -> (from, to, fraction).
+_CFP_INTERPOLATED: dict[int, tuple[int, int, float]] = {18: (17, 19, 0.5), 20: (19, 21, 0.5), 49: (48, 51, 1 / 3),
+                                                        50: (48, 51, 2 / 3), 59: (48, 57, 1 / 3), 58: (48, 57, 2 / 3),
+                                                        61: (60, 62, 0.5), 67: (60, 66, 0.5)}
+
+
+class FiducialsError(AnnotationFormatError):
+    "A CFP fiducial file that is missing or is not 30 'x,y' lines, or an image without a scale."
+
+
+def landmarks68_from_cfp_fiducials(points: np.ndarray) -> np.ndarray:
+    """68 landmarks (iBUG order, float32) from CFP's 30 fiducials (30, 2) in image pixels: the annotated half placed
+    by `CFP_FIDUCIAL_TO_68` (the outer mouth corner 48 taken at the inner one, 60), its gaps interpolated, and the
+    other half mirrored about the midline (the total-least-squares line through `CFP_MIDLINE_FIDUCIALS`). On a
+    profile the mirrored half is where a frontal face's would be, not the hidden half. When the annotated eye is on
+    the image's right, the halves are relabelled so the subject's right eye (36-41) stays on the image's left."""
+    from g2d.masks import FLIP_68
+
+    points = np.asarray(points, np.float64)
+    if points.shape != (30, 2) or not np.isfinite(points).all():
+        raise FiducialsError(f"CFP fiducials must be 30 finite (x, y) points, got shape {points.shape}")
+    landmarks = np.full((68, 2), np.nan)
+    landmarks[list(CFP_FIDUCIAL_TO_68)] = points
+    landmarks[48] = points[25]
+    for index, (a, b, t) in _CFP_INTERPOLATED.items():
+        landmarks[index] = (1 - t) * landmarks[a] + t * landmarks[b]
+    midline = points[list(CFP_MIDLINE_FIDUCIALS)]
+    centre = midline.mean(0)
+    direction = np.linalg.svd(midline - centre)[2][0]
+    normal = np.array([-direction[1], direction[0]])
+    for index, mirror in enumerate(FLIP_68):
+        if np.isnan(landmarks[mirror]).any():
+            landmarks[mirror] = landmarks[index] - 2 * ((landmarks[index] - centre) @ normal) * normal
+    if landmarks[36:42, 0].mean() > landmarks[42:48, 0].mean():
+        landmarks = landmarks[list(FLIP_68)]
+    return landmarks.astype(np.float32)
+
+# %% ../nbs/02_datasets.ipynb #631a3188
+CFP_POSES: tuple[str, ...] = ("frontal", "profile")
+#: A CFP image's `ImageRef` is (identity folder, image number), profile images numbered from this offset on.
+CFP_PROFILE_OFFSET = 100
+CFP_PROTOCOLS: tuple[str, ...] = ("FF", "FP")
+
+
+class CFP(FaceDataset):
+    """CFP, Celebrities in Frontal-Profile, in the publisher's layout: `Data/Images/NNN/{frontal,profile}/MM.jpg`,
+    the index files `Protocol/Pair_list_{F,P}.txt` (`index ../Data/Images/...` lines), the 10-fold protocols
+    `Protocol/Split/{FF,FP}/NN/{same,diff}.txt` (`i,j` lines of indices: FF frontal-frontal, FP frontal-profile),
+    30 fiducial points per image in `Data/Fiducials/NNN/{frontal,profile}/MM.txt` (`x,y` lines in the original
+    image's pixels, times the image's factor in `Data/image_scales.txt` when the images were resized; without that
+    file the images are the originals). `protocol` "FF" or "FP" gives `.pairs` (fold = split folder order, 0-9);
+    None opens both into `.protocols` and leaves `.pairs` None. Every image is listed whatever the protocol, so
+    `cfp`, `cfp-ff` and `cfp-fp` share one face cache (`face_cache_name`)."""
+
+    name = "cfp"
+    layout = ("cfp/Data/Images/NNN/{frontal,profile}/MM.jpg, cfp/Data/Fiducials/..., cfp/Protocol/Pair_list_{F,P}.txt "
+              "and cfp/Protocol/Split/{FF,FP}/01..10/{same,diff}.txt")
+    protocol: ClassVar[str | None] = None
+    face_cache_name: ClassVar[str] = "cfp"
+    swapped_repeats_published = True  # FF lists 130 pairs twice, as (a, b) and (b, a)
+
+    def __init__(self, root, transform=None, strict: bool = True, protocol: str | None = None):
+        super().__init__(root, transform, strict)
+        protocol = protocol if protocol is not None else self.protocol
+        if protocol is not None and protocol not in CFP_PROTOCOLS:
+            raise ConfigError(f"cfp: protocol must be one of {CFP_PROTOCOLS} or None, got {protocol!r}")
+        self.protocol_dir = self.root / "Protocol"
+        found, self._by_number, self.pose = [], {}, {}
+        missing = []
+        for pose in CFP_POSES:
+            index_file = self.protocol_dir / f"Pair_list_{pose[0].upper()}.txt"
+            for number, relative, line in self._read_index(index_file):
+                path = Path(os.path.normpath(self.protocol_dir / relative))
+                if path.parent.name != pose or not path.stem.isdigit() or len(path.parts) < 3:
+                    raise PairsFormatError(f"{index_file}:{line}: expected '{number} ../Data/Images/NNN/{pose}/MM.jpg', "
+                                           f"got {relative!r}")
+                ref = ImageRef(path.parent.parent.name, int(path.stem) + (CFP_PROFILE_OFFSET if pose == "profile" else 0))
+                self._by_number[pose, number] = ref
+                self.pose[ref] = pose
+                if path.is_file():
+                    found.append((path, ref))
+                else:
+                    missing.append(f"{pose} {number}: {relative}")
+        self._set_samples(found)
+        self._problem("index lines naming a missing image", missing, DataRootError, self.protocol_dir)
+        self.details["frontal images"] = sum(self.pose[ref] == "frontal" for ref in self.refs)
+        self.details["profile images"] = sum(self.pose[ref] == "profile" for ref in self.refs)
+        self.protocols: dict[str, list[VerificationPair]] = {}
+        for name in ([protocol] if protocol else CFP_PROTOCOLS):
+            before, self.inconsistencies = self.inconsistencies, {}
+            entries, folds = self._read_split(name)
+            self._attach_pairs(self.protocol_dir / "Split" / name, entries)
+            self.protocols[name] = self.pairs
+            prefix = "" if protocol else f"{name}: "
+            self.inconsistencies = {**before, **{prefix + kind: items for kind, items in self.inconsistencies.items()}}
+            self.details = {(prefix + key if key.startswith("pair") else key): value for key, value in self.details.items()}
+            self.details[f"{name} folds"] = folds
+            if not protocol:
+                self.details[f"{name} pairs"] = len(self.pairs)
+        if not protocol:
+            self.pairs = None
+        self._scales: dict[str, float] | None = None
+
+    @staticmethod
+    def _read_index(path: Path) -> list[tuple[int, str, int]]:
+        "(index, image path relative to Protocol/, line number) of a `Pair_list_*.txt`."
+        if not path.is_file():
+            raise DataRootError(f"cfp: protocol file {path} does not exist (expected {CFP.layout})")
+        rows, seen = [], set()
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            if len(tokens) != 2 or not tokens[0].isdigit():
+                raise PairsFormatError(f"{path}:{number}: expected 'index ../Data/Images/NNN/pose/MM.jpg', got {line.strip()!r}")
+            if int(tokens[0]) in seen:
+                raise PairsFormatError(f"{path}:{number}: index {tokens[0]} is listed twice")
+            seen.add(int(tokens[0]))
+            rows.append((int(tokens[0]), tokens[1], number))
+        if not rows:
+            raise PairsFormatError(f"{path} is empty")
+        return rows
+
+    def _read_split(self, protocol: str) -> tuple[list[tuple], int]:
+        "The pair entries of `Split/<protocol>/NN/{same,diff}.txt` (fold = position of NN) and the number of folds."
+        folder = self.protocol_dir / "Split" / protocol
+        if not folder.is_dir():
+            raise DataRootError(f"cfp: protocol folder {folder} does not exist (expected {self.layout})")
+        fold_dirs = sorted((p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+        if not fold_dirs:
+            raise DataRootError(f"cfp: no fold folders 01, 02, ... in {folder}")
+        poses = ("frontal", "frontal") if protocol == "FF" else ("frontal", "profile")
+        entries = []
+        for fold, fold_dir in enumerate(fold_dirs):
+            for kind, genuine in (("same", True), ("diff", False)):
+                path = fold_dir / f"{kind}.txt"
+                if not path.is_file():
+                    raise DataRootError(f"cfp: protocol file {path} does not exist (expected {self.layout})")
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                    tokens = line.replace(",", " ").split()
+                    if not tokens:
+                        continue
+                    if len(tokens) != 2 or not all(token.isdigit() for token in tokens):
+                        raise PairsFormatError(f"{path}:{number}: expected 'i,j' (two image indices), got {line.strip()!r}")
+                    where = f"{path.relative_to(self.protocol_dir)}:{number}"
+                    a, b = (self._by_number.get((pose, int(token)), f"{pose} index {token} ({where}: not in "
+                                                                     f"Pair_list_{pose[0].upper()}.txt)")
+                            for pose, token in zip(poses, tokens))
+                    entries.append((a, b, genuine, fold))
+        return entries, len(fold_dirs)
+
+    # -- fiducials
+    def _relative(self, ref: ImageRef) -> str:
+        pose = self.pose[ref]
+        number = ref.index - (CFP_PROFILE_OFFSET if pose == "profile" else 0)
+        return f"{ref.identity}/{pose}/{number:02d}"
+
+    def fiducial_file(self, ref: ImageRef) -> Path:
+        "The fiducial file of image `ref`."
+        self.index_of(ref)
+        return self.root / "Data" / "Fiducials" / f"{self._relative(ref)}.txt"
+
+    def image_scale(self, ref: ImageRef) -> float:
+        "The factor from the original image's pixels to the shipped image's (`Data/image_scales.txt`; 1 without it)."
+        if self._scales is None:
+            path = self.root / "Data" / "image_scales.txt"
+            self._scales = {} if not path.is_file() else self._read_scales(path)
+        if not self._scales:
+            return 1.0
+        key = f"{self._relative(ref)}{self.path_of(ref).suffix}"
+        if key not in self._scales:
+            raise FiducialsError(f"{self.root / 'Data' / 'image_scales.txt'} has no line for {key}")
+        return self._scales[key]
+
+    @staticmethod
+    def _read_scales(path: Path) -> dict[str, float]:
+        scales = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            tokens = line.split()
+            if not tokens or tokens[0].startswith("#"):
+                continue
+            try:
+                scale = float(tokens[1]) if len(tokens) == 2 else math.nan
+            except ValueError:
+                scale = math.nan
+            if not (scale > 0 and math.isfinite(scale)):
+                raise FiducialsError(f"{path}:{number}: expected 'NNN/pose/MM.jpg scale' (a positive number), got {line.strip()!r}")
+            scales[tokens[0]] = scale
+        return scales
+
+    def fiducials(self, ref: ImageRef) -> np.ndarray:
+        "The 30 fiducial points (30, 2) of image `ref` in the shipped image's pixels; `FiducialsError` naming the file."
+        path = self.fiducial_file(ref)
+        if not path.is_file():
+            raise FiducialsError(f"cfp: fiducial file {path} does not exist")
+        points = []
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                x, y = (float(value) for value in line.split(","))
+            except ValueError:
+                raise FiducialsError(f"{path}:{number}: expected 'x,y', got {line.strip()!r}") from None
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise FiducialsError(f"{path}:{number}: expected finite 'x,y', got {line.strip()!r}")
+            points.append((x, y))
+        if len(points) != 30:
+            raise FiducialsError(f"{path}: expected 30 'x,y' lines, got {len(points)}")
+        return np.array(points) * self.image_scale(ref)
+
+    def annotated_landmarks68(self, ref: ImageRef) -> np.ndarray:
+        "68 landmarks of image `ref` from its fiducials (`landmarks68_from_cfp_fiducials`), in the image's pixels."
+        return landmarks68_from_cfp_fiducials(self.fiducials(ref))
+
+    def check_annotations(self) -> dict[str, list[str]]:
+        "Every image's fiducial file read and checked: the files that are missing or malformed."
+        problems = []
+        for ref in self.refs:
+            try:
+                self.fiducials(ref)
+            except FiducialsError as e:
+                problems.append(str(e))
+        return {"images without usable fiducials": problems} if problems else {}
+
+
+class CFPFF(CFP):
+    "CFP's frontal-frontal protocol (`open_dataset(\"cfp-ff\")`): 10 folds of 350 genuine + 350 impostor pairs."
+    name = "cfp-ff"
+    protocol = "FF"
+
+
+class CFPFP(CFP):
+    "CFP's frontal-profile protocol (`open_dataset(\"cfp-fp\")`): 10 folds of 350 genuine + 350 impostor pairs."
+    name = "cfp-fp"
+    protocol = "FP"
+
 # %% ../nbs/02_datasets.ipynb #80e9f21e
 DATASET_READERS: dict[str, str] = {
     "celeba": "g2d.datasets:CelebA",
@@ -578,7 +931,12 @@ DATASET_READERS: dict[str, str] = {
     "celeba_wild": "g2d.datasets:CelebAWild",
     "utkface": "g2d.datasets:UTKFace",
     "synthetic": "g2d.synthetic:SyntheticFaces",
+    "cfp": "g2d.datasets:CFP",
+    "cfp-ff": "g2d.datasets:CFPFF",
+    "cfp-fp": "g2d.datasets:CFPFP",
 }
+#: Names that open another name's folder with one of its protocols: not listed again by `face_datasets_found`.
+PROTOCOL_VIEWS: dict[str, str] = {"cfp-ff": "cfp", "cfp-fp": "cfp"}
 
 
 def dataset_reader(name: str) -> type:
@@ -592,10 +950,10 @@ def dataset_reader(name: str) -> type:
 def open_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> Dataset:
     "Open dataset `name` from its folder under the data root (`synthetic` needs none); `kwargs` go to its reader."
     reader = dataset_reader(name)
-    if name not in DATASET_FOLDERS:
+    if name not in DATASET_FOLDERS and name not in EXTRA_DATASET_FOLDERS:
         return reader(**kwargs)
     base = data_root(root)
-    folder = base / DATASET_FOLDERS[name]
+    folder = base / dataset_folder(name)
     if not folder.is_dir():
         raise DataRootError(f"no {name} dataset under the data root {base}: {folder} does not exist "
                             f"(expected {reader.layout}; see data/README.md)")
@@ -604,8 +962,13 @@ def open_dataset(name: str, root: str | os.PathLike | None = None, **kwargs) -> 
 
 def face_datasets_found(root: str | os.PathLike | None = None) -> list[str]:
     "The names of the face datasets (readers with a data folder) present under the data root."
-    present = find_datasets(root)
-    return [name for name in DATASET_READERS if name in DATASET_FOLDERS and present.get(name)]
+    base = data_root(root)
+    return [name for name in DATASET_READERS if name not in PROTOCOL_VIEWS and _has_folder(name)
+            and (base / dataset_folder(name)).is_dir()]
+
+
+def _has_folder(name: str) -> bool:
+    return name in DATASET_FOLDERS or name in EXTRA_DATASET_FOLDERS
 
 # %% ../nbs/02_datasets.ipynb #9636f8ac
 def dataset_image_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
@@ -646,7 +1009,7 @@ def _decode_problem(path: Path) -> str | None:
 def check_dataset(name: str, root: str | os.PathLike | None = None, decode_all: bool = False, sample: int = 50,
                   seed: int = 0, progress: bool = True) -> dict[str, Any]:
     "Counts and problems of dataset `name` under the data root, for `g2d data check` (see above for what is checked)."
-    report: dict[str, Any] = {"folder": str(data_root(root) / DATASET_FOLDERS[name]), "images": None, "identities": None,
+    report: dict[str, Any] = {"folder": str(data_root(root) / dataset_folder(name)), "images": None, "identities": None,
                               "pairs": None, "checked": None, "unreadable": {}, "problems": [], "details": {}}
     try:
         dataset = open_dataset(name, root, strict=False)
@@ -656,7 +1019,7 @@ def check_dataset(name: str, root: str | os.PathLike | None = None, decode_all: 
     report.update(dataset.summary())
     report["details"] = {key: (value if isinstance(value, (int, float, str)) else len(value))
                          for key, value in dataset.details.items()}
-    for kind, items in dataset.inconsistencies.items():
+    for kind, items in {**dataset.inconsistencies, **dataset.check_annotations()}.items():
         report["problems"].append(f"{len(items)} {kind}: {_examples(items)}")
     paths = [path for path, _ in dataset.samples]
     unreadable: dict[str, str] = {}
@@ -687,22 +1050,52 @@ def check_dataset(name: str, root: str | os.PathLike | None = None, decode_all: 
     return report
 
 
+def check_mask_templates(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The `mask_templates` folder (MaskTheFace's format) checked as `g2d.masks` reads it: `masks.cfg` parsed, every
+    template it names present, and every template PNG decoded as RGBA (a report shaped like `check_dataset`'s)."""
+    from g2d.masks import MaskTemplateError, MaskTemplates
+
+    folder = data_root(root) / DATASET_FOLDERS["mask_templates"]
+    report: dict[str, Any] = {"folder": str(folder), "images": None, "identities": None, "pairs": None, "checked": None,
+                              "unreadable": {}, "problems": [], "details": {}}
+    try:
+        templates = MaskTemplates.load(folder)
+    except MaskTemplateError as e:
+        report["problems"].append(f"cannot read the templates: {e}")
+        return report
+    report["images"] = len(templates)
+    report["details"] = {"templates": len(templates), "textures": len(templates.textures)}
+    for name in templates.names:
+        try:
+            templates[name].image()
+        except MaskTemplateError as e:
+            report["unreadable"][str(templates[name].path)] = str(e)
+    report["checked"] = f"masks.cfg and every template it names ({len(templates)}), each decoded as an RGBA PNG"
+    if report["unreadable"]:
+        report["problems"].append(f"{len(report['unreadable'])} unusable template(s): "
+                                  + _examples(list(report["unreadable"].values()), 5))
+    return report
+
+
 def check_data_root(root: str | os.PathLike | None = None, decode_all: bool = False, sample: int = 50,
                     names: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    "`check_dataset` for every face dataset found under the data root (or the ones in `names`)."
+    "`check_dataset` for every face dataset found under the data root (or the ones in `names`), and its mask templates."
     base = data_root(root)
     found = face_datasets_found(base)
+    if (base / DATASET_FOLDERS["mask_templates"]).is_dir():
+        found.append("mask_templates")
+    checkable = [name for name in DATASET_READERS if _has_folder(name)] + ["mask_templates"]
     if names:
-        unknown = [name for name in names if name not in DATASET_FOLDERS or name not in DATASET_READERS]
+        unknown = [name for name in names if name not in checkable]
         if unknown:
-            known = [name for name in DATASET_READERS if name in DATASET_FOLDERS]
-            raise ConfigError(f"unknown dataset(s) {unknown}; known: {', '.join(known)}")
+            raise ConfigError(f"unknown dataset(s) {unknown}; known: {', '.join(checkable)}")
         found = list(names)
     if not found:
         raise DataRootError(f"no known face dataset under the data root {base}: expected one or more of "
-                            + ", ".join(f"{DATASET_FOLDERS[n]}/" for n in DATASET_READERS if n in DATASET_FOLDERS)
+                            + ", ".join(sorted({f"{dataset_folder(n)}/" for n in checkable if n in DATASET_READERS}))
                             + " (see data/README.md)")
-    datasets = {name: check_dataset(name, base, decode_all, sample, progress=progress) for name in found}
+    datasets = {name: (check_mask_templates(base) if name == "mask_templates" else
+                       check_dataset(name, base, decode_all, sample, progress=progress)) for name in found}
     return {"data_root": str(base), "decode_all": decode_all, "datasets": datasets,
             "ok": not any(report["problems"] for report in datasets.values())}
 

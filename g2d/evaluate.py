@@ -20,16 +20,19 @@ from .core import ConfigError, G2DError, StageConfig, atomic_write, cache_root, 
 from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
-__all__ = ['UNALIGNED_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68', 'DLIB_MEAN_FACE_17_67', 'CHIP_FITS',
-           'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder',
-           'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop',
-           'TemplateEmbedder', 'crop_by_geometry', 'register_model', 'unregister_model', 'registered_models',
-           'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint', 'ImageEmbeddings',
-           'RenderedCrops', 'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings',
-           'balanced_subset', 'evaluate', 'configure_cli']
+__all__ = ['UNALIGNED_POLICIES', 'ANNOTATION_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68',
+           'DLIB_MEAN_FACE_17_67', 'CHIP_FITS', 'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError',
+           'EvaluateConfig', 'FaceEmbedder', 'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop',
+           'template_crop', 'TemplateEmbedder', 'crop_by_geometry', 'register_model', 'unregister_model',
+           'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint',
+           'ImageEmbeddings', 'RenderedCrops', 'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics',
+           'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
+#: How a dataset's own landmarks (`annotated_landmarks68`: CFP's fiducial points) are used: before the detectors,
+#: only where the detectors find no face, or not at all (see "The pipeline").
+ANNOTATION_POLICIES: tuple[str, ...] = ("first", "fallback", "never")
 #: The score a `reject`ed trial gets: the lowest cosine similarity.
 REJECT_SCORE = -1.0
 
@@ -49,6 +52,7 @@ class EvaluateConfig(StageConfig):
     detectors: tuple[str, ...] | None = ("hog", "mmod", "box")  # face detector cascade; None: the align profile's
     cache_dir: str | None = None  # cache root of models a loader trains or reuses; None: evaluate's, else $G2D_CACHE
     crop_cache: bool = True  # keep each dataset's rendered crops on disk, shared by models of one crop geometry
+    annotation: str = "first"  # a dataset's own landmarks: first | fallback | never (ANNOTATION_POLICIES)
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(batch_size=16, device="cpu", align_workers=1, detectors=None),
@@ -59,6 +63,8 @@ class EvaluateConfig(StageConfig):
     def __post_init__(self):
         if self.detectors is not None:
             object.__setattr__(self, "detectors", tuple(self.detectors))
+        if self.annotation not in ANNOTATION_POLICIES:
+            raise ConfigError(f"annotation must be one of {ANNOTATION_POLICIES}, got {self.annotation!r}")
         if self.unaligned not in UNALIGNED_POLICIES:
             raise ConfigError(f"unaligned must be one of {UNALIGNED_POLICIES}, got {self.unaligned!r}")
         if self.batch_size < 1 or self.align_workers < 1:
@@ -614,29 +620,36 @@ def _dataset_pairs(ds, name: str) -> list:
 
 
 def _face_cache_for(name: str, ds, root, images: Sequence[Path], profile: str, config: EvaluateConfig,
-                    cache_dir, subset: bool, progress: bool):
-    "The face cache holding `images`: the dataset's own (reused or built), or one of just `images` for a subset."
+                    cache_dir, subset: bool, progress: bool, rebuild: bool = False):
+    """The face cache holding `images`: the dataset's own (reused or built), or one of just `images` for a subset;
+    `rebuild`: aligned again from scratch (`--rebuild-cache`). A dataset with its own landmarks
+    (`annotated_landmarks68`) is aligned without the cascade's `box` guess: its annotation replaces it."""
     from g2d.facecache import INDEX_FILE, build_face_cache, dataset_align_config, dataset_face_cache, face_cache_dir
 
+    name = getattr(ds, "face_cache_name", name)  # protocols of one image set (cfp-ff, cfp-fp) share one cache
     align = dataset_align_config(name, profile, **({} if config.detectors is None else {"detectors": config.detectors}))
+    if (hasattr(ds, "annotated_landmarks68") and config.annotation != "never" and "box" in align.detectors
+            and len(align.detectors) > 1):
+        align = align.replace(detectors=tuple(d for d in align.detectors if d != "box"))
     full = face_cache_dir(cache_root(cache_dir), name, align)
     if not subset or (full / INDEX_FILE).is_file():
-        return dataset_face_cache(name, root, align, cache_dir, workers=config.align_workers, progress=progress)
+        return dataset_face_cache(name, root, align, cache_dir, workers=config.align_workers, progress=progress,
+                                  rebuild=rebuild)
     labels = {path: ds.identities[label] for path, label in ds.samples}
     items = [(str(path), labels[path]) for path in images]
     out = face_cache_dir(cache_root(cache_dir), f"{name}-subset-{_digest([str(p) for p in images])[:10]}", align)
-    return build_face_cache(items, out, align, workers=1, on_unreadable="skip", progress=progress)
+    return build_face_cache(items, out, align, workers=1, on_unreadable="skip", progress=progress, rebuild=rebuild)
 
 
 def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | None = None,
              settings: str | Iterable[str] | None = ("UMR-UMP",), profile: str = "cpu",
              config: EvaluateConfig | None = None, masking_hook: MaskingHook | None = None,
              cache_dir: str | os.PathLike | None = None, max_pairs: int | None = None,
-             progress: bool = True, keep_scores: bool = False) -> dict[str, Any]:
+             progress: bool = True, keep_scores: bool = False, rebuild_cache: bool = False) -> dict[str, Any]:
     """Verification metrics of `model` on `dataset`'s pairs in `settings` (see above); the `g2d evaluate` JSON.
     `keep_scores`: also return each setting's trial scores and labels (`report["scores"][setting]`), e.g. for
-    bootstrap intervals or curves."""
-    from g2d.align import DETECTION_METHODS
+    bootstrap intervals or curves. `rebuild_cache`: align the dataset again from scratch (`--rebuild-cache`)."""
+    from g2d.align import CASCADE_METHODS
     from g2d.datasets import open_dataset
     from g2d.protocols import build_protocol, protocol_images, split_by_mask_labels
 
@@ -665,19 +678,47 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
     refs = sorted({ref for p in pairs for ref in (p.reference, p.probe)})
     paths = {ref: Path(ds.path_of(ref)) for ref in refs}
     faces = _face_cache_for(dataset, ds, root, sorted(set(paths.values())), profile, config, cache_dir,
-                            subset=max_pairs is not None, progress=progress)
+                            subset=max_pairs is not None, progress=progress, rebuild=rebuild_cache)
     row_of = {os.path.realpath(source): i for i, source in enumerate(faces.sources)}
     landmarks, statuses = faces.array("source_landmarks"), faces.statuses
+    problem_of = {faces.sources[p["item"]]: p["problem"] for p in faces.index.get("problems", [])}
     key_of = lambda ref: str(paths[ref].relative_to(ds.root))
-    located, unaligned = {}, set()
+    annotated = getattr(ds, "annotated_landmarks68", None) if config.annotation != "never" else None
+
+    def by_annotation(ref):
+        try:
+            return (key_of(ref), str(paths[ref]), annotated(ref)), "annotation"
+        except G2DError as e:
+            annotation_problems[key_of(ref)] = str(e)
+            return None, None
+
+    located, unaligned, unreadable, routes, annotation_problems = {}, set(), {}, {}, {}
     for ref in refs:
         row = row_of.get(os.path.realpath(paths[ref]))
         if row is None:
             raise EvaluateError(f"the face cache {faces.path} has no row for {paths[ref]} (built from other files?)")
-        if statuses[row] in DETECTION_METHODS and np.isfinite(landmarks[row]).all():
-            located[ref] = (key_of(ref), str(paths[ref]), landmarks[row])
-        else:
+        route = None
+        if statuses[row] == "unreadable":
+            unreadable[key_of(ref)] = problem_of.get(faces.sources[row], "unreadable")
+        elif annotated is not None and config.annotation == "first":
+            located[ref], route = by_annotation(ref)
+        if route is None and statuses[row] in CASCADE_METHODS and np.isfinite(landmarks[row]).all():
+            located[ref], route = (key_of(ref), str(paths[ref]), landmarks[row]), str(statuses[row])
+        elif route is None and statuses[row] != "unreadable" and annotated is not None and config.annotation == "fallback":
+            located[ref], route = by_annotation(ref)  # the detectors missed it: the dataset's own landmarks
+        if route is None:
+            located.pop(ref, None)
             unaligned.add(key_of(ref))
+        else:
+            routes[route] = routes.get(route, 0) + 1
+    data_fingerprint = faces.fingerprint
+    if routes.get("annotation"):  # embeddings depend on the annotation's landmarks too
+        annotation_digest = hashlib.sha256()
+        annotation_digest.update(config.annotation.encode())
+        for ref in sorted(located):
+            key, _, points = located[ref]
+            annotation_digest.update(key.encode() + np.asarray(points, np.float32).tobytes())
+        data_fingerprint = _digest(faces.fingerprint, "annotation", annotation_digest.hexdigest())
     align_seconds = time.perf_counter() - t
 
     # embeddings: unmasked images once, masked images once per masking hook
@@ -692,7 +733,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
         synthetic = masked and not real_masks
         tag = "masked" if synthetic else ("real" if real_masks else "unmasked")
         embeddings[masked] = embed_images(
-            model, images, f"{dataset}.{tag}.{len(images)}", faces.fingerprint, masking_hook if synthetic else None,
+            model, images, f"{dataset}.{tag}.{len(images)}", data_fingerprint, masking_hook if synthetic else None,
             embed_dir, progress, crop_cache_dir=cache_root(cache_dir) / "crops" if config.crop_cache else None,
             fingerprint=model.fingerprint() if masked else model.unmasked_fingerprint())
     embed_seconds = time.perf_counter() - t
@@ -731,6 +772,9 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
                    "images": len(refs), "images_embedded": {("masked" if m else "unmasked"): len(e.keys)
                                                             for m, e in embeddings.items()},
                    "images_not_aligned": len(unaligned), "not_aligned_examples": sorted(unaligned)[:20],
+                   "images_unreadable": len(unreadable), "unreadable": dict(sorted(unreadable.items())[:20]),
+                   "alignment_routes": dict(sorted(routes.items())), "annotation_policy": config.annotation,
+                   "annotation_problems": dict(sorted(annotation_problems.items())[:20]),
                    "trials_with_unaligned_image": touched, "unaligned_policy": config.unaligned,
                    "face_cache_statuses": {k: v for k, v in faces.counts.items() if v}},
         "masks": "real labels" if real_masks else (None if masking_hook is None else
@@ -754,6 +798,24 @@ def _format_report(report: dict) -> str:
             v = metrics.get(k)
             cells.append(f"{'-':>14}" if v is None else (f"{v:>14.3f}" if k == "FDR" else f"{100 * v:>13.2f}%"))
         lines.append(f"{setting:<8} " + " ".join(cells))
+    kfold = [f"{setting} {100 * m['lfw_10fold_acc']:.2f} ± {100 * m['lfw_10fold_std']:.2f}% over {m['n_folds']} folds"
+             for setting, m in report["settings"].items() if m.get("lfw_10fold_acc") is not None]
+    if kfold:
+        lines.append("k-fold accuracy (threshold from the other folds), mean ± std: " + "; ".join(kfold))
+    counts = report["counts"]
+    if counts.get("alignment_routes"):
+        lines.append("aligned by: " + ", ".join(f"{route} {n:,}" for route, n in counts["alignment_routes"].items()))
+    if counts.get("images_unreadable"):
+        shown = counts["unreadable"]
+        lines.append(f"{counts['images_unreadable']} unreadable image(s), counted as not aligned: "
+                     + "; ".join(f"{key} ({why})" for key, why in list(shown.items())[:10])
+                     + (f"; ... ({counts['images_unreadable'] - min(10, len(shown))} more, see --json)"
+                        if counts["images_unreadable"] > min(10, len(shown)) else ""))
+    others = [key for key in counts["not_aligned_examples"] if key not in counts.get("unreadable", {})]
+    if counts["images_not_aligned"] > counts.get("images_unreadable", 0):
+        rest = counts["images_not_aligned"] - counts.get("images_unreadable", 0)
+        lines.append(f"{rest} image(s) with no face found: " + ", ".join(others[:10])
+                     + (f", ... ({rest - len(others[:10])} more)" if rest > len(others[:10]) else ""))
     fps = report["faces_per_second"]
     lines.append(f"{report['seconds']['total']:.1f} s" + (f", {fps} faces/s" if fps else ", embeddings from the cache"))
     return "\n".join(lines)
@@ -764,7 +826,7 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="teacher",
                         help="a registered model name (teacher, teacher-flip, ...), baseline:NAME[@PROFILE] "
                              "(g2d baselines lists the names) or a checkpoint path")
-    parser.add_argument("--dataset", required=True, help="a pairs dataset: lfw, mfr2, rmfd, mlfw, cplfw")
+    parser.add_argument("--dataset", required=True, help="a pairs dataset: lfw, mfr2, rmfd, mlfw, cplfw, cfp-ff, cfp-fp")
     parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--setting", nargs="+", default=["umr-ump"], metavar="SETTING",
                         help="umr-ump, umr-mp, mr-mp or all (default umr-ump)")
@@ -777,6 +839,12 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="model device (default: the profile's)")
     parser.add_argument("--batch-size", type=int, help="model batch size (default: the profile's)")
     parser.add_argument("--cache", help="cache root (default: $G2D_CACHE, else ./runs/cache)")
+    parser.add_argument("--annotation", choices=ANNOTATION_POLICIES,
+                        help="a dataset's own landmarks (CFP's fiducials): first (default; before the detectors), "
+                             "fallback (only where the detectors find no face) or never")
+    parser.add_argument("--rebuild-cache", action="store_true",
+                        help="align the dataset's images again from scratch into its face cache (e.g. after fixing "
+                             "an image file the cache recorded as unreadable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -784,12 +852,14 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
         from g2d.cli import print_result
 
         overrides = {k: v for k, v in dict(unaligned=args.unaligned, device=args.device,
-                                           batch_size=args.batch_size).items() if v is not None}
+                                           batch_size=args.batch_size, annotation=args.annotation).items()
+                     if v is not None}
         if args.detectors:
             overrides["detectors"] = None if args.detectors == ["profile"] else tuple(args.detectors)
         config = EvaluateConfig.from_profile(args.profile, **overrides)
         report = evaluate(args.model, args.dataset, args.root, args.setting, args.profile, config,
-                          cache_dir=args.cache, max_pairs=args.max_pairs, progress=not args.no_progress)
+                          cache_dir=args.cache, max_pairs=args.max_pairs, progress=not args.no_progress,
+                          rebuild_cache=args.rebuild_cache)
         print_result(report, args.json, _format_report)
         return 0
 

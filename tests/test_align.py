@@ -1,6 +1,7 @@
 """Face alignment and the face cache: geometry, fallback policies, bad inputs, atomicity and resume."""
 import random
 import shutil
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ import pytest
 
 from g2d.align import (AlignConfig, FaceAligner, UnreadableImageError, apply_affine, draw_lower_face_occluder,
                        five_points_from_68, similarity_transform)
+from conftest import g2d_command
 from g2d.datasets import dataset_image_files
 from g2d.core import ConfigError, G2DError, canonical_five_points
 from g2d.facecache import (SHARD_ARRAYS, FaceCache, FaceCacheDataset, FaceCacheError, build_face_cache)
@@ -285,3 +287,46 @@ def test_two_faces_are_both_found_and_pick_largest_takes_the_larger(real_data_ro
         face = aligner(image)
         assert face.method == "yunet" and face.faces_found == len(found) >= 2 and near(face.box, "big")
         assert face.box[2] - face.box[0] == max(b[2] - b[0] for b, _, _ in found)
+
+
+@pytest.mark.parametrize("shape", [(9, 9, 3), (200, 9, 3), (5, 200, 3), (1, 1, 3)])
+def test_images_below_the_detectors_minimum_are_refused_by_name(shape):
+    "dlib's MMOD crashed (a raw RuntimeError) on images under about 10 px; now a named error, for every cascade."
+    from g2d.align import FaceTooSmallError, NoFaceError, UnreadableImageError
+
+    tiny = np.full(shape, 127, np.uint8)
+    for detectors in (("mmod",), ("hog", "mmod", "box"), ("yunet", "hog")):
+        with pytest.raises(FaceTooSmallError, match="smaller than the smallest face") as caught:
+            FaceAligner(AlignConfig(detectors=detectors))(tiny)
+        assert isinstance(caught.value, NoFaceError) and isinstance(caught.value, UnreadableImageError)
+
+
+def test_detectors_are_skipped_below_their_minimum_and_mmod_never_crashes():
+    from g2d.align import FaceTooSmallError, detector_min_side
+
+    aligner = FaceAligner(AlignConfig(detectors=("hog", "mmod", "box")))
+    for side in (10, 12, 20, 40, 79):  # MMOD (minimum 80 px at mmod_upsample 0) is skipped, not run
+        face = aligner(np.full((side, side, 3), 127, np.uint8))
+        assert "mmod" not in face.tried and face.tried[-1] == "box"
+    assert aligner(np.full((100, 100, 3), 127, np.uint8)).tried == ("hog", "mmod", "box")
+    with pytest.raises(FaceTooSmallError, match=r"\(32 px\)"):
+        FaceAligner(AlignConfig(detectors=("hog",)))(np.full((31, 200, 3), 127, np.uint8))
+    assert detector_min_side("mmod", AlignConfig(mmod_upsample=1)) == 40
+
+
+def test_a_tiny_image_is_a_named_unreadable_item_in_a_face_cache(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((6, 6, 3), 100, np.uint8))
+    cache = build_face_cache([(tiny, "a")], tmp_path / "cache", AlignConfig(detectors=("hog", "mmod")),
+                             on_unreadable="skip", progress=False)
+    assert cache.counts["unreadable"] == 1 and "6x6 px" in cache.index["problems"][0]["problem"]
+
+
+def test_embed_and_verify_refuse_a_tiny_image_in_one_line(tmp_path):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((8, 8, 3), 100, np.uint8))
+    for args in (["embed", str(tiny), "--detectors", "mmod"], ["verify", str(tiny), str(tiny), "--detectors", "hog", "mmod"]):
+        done = subprocess.run(g2d_command() + args, capture_output=True, text=True, timeout=300)
+        output = done.stdout + done.stderr
+        assert done.returncode == 1 and "Traceback" not in output, output
+        assert "is 8x8 px: smaller than the smallest face" in output and "tiny.png" in output

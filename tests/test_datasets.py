@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import g2d_command
 
-from g2d.datasets import ImageReadError, MissingPairImagesError, open_dataset, write_example_layout
+from g2d.datasets import (AnnotationFormatError, ImageReadError, MissingPairImagesError, open_dataset,
+                          write_example_layout)
 
 FACE_DATASETS = ("celeba", "lfw", "mfr2", "rmfd", "mlfw", "cplfw")
 
@@ -107,3 +108,68 @@ def test_real_lfw_protocol(real_data_root):
     assert not check_identity_disjoint(lfw.pairs) and {p.fold for p in lfw.pairs} == set(range(10))
     image = lfw.image_of(lfw.pairs[-1].probe)
     assert image.shape == (250, 250, 3) and image.dtype.name == "uint8"
+
+
+def test_check_reports_pairs_no_protocol_means(tmp_path):
+    "An image paired with itself, an impostor pair of one identity, a repeated line: each reported, exit 1."
+    write_example_layout("lfw", tmp_path)
+    (tmp_path / "lfw_meta" / "pairs.txt").write_text(
+        "1\t3\nAnn_Lee\t2\t2\nBo_Diaz\t1\t2\nBo_Diaz\t2\t1\nAnn_Lee\t1\tAnn_Lee\t3\nDi_Mora\t1\tBo_Diaz\t2\nCy_Park\t1\tBo_Diaz\t2\n")
+    done = data_check("--root", tmp_path, "--json")
+    report = json.loads(done.stdout)["datasets"]["lfw"]
+    assert done.returncode == 1, done.stdout
+    assert report["problems"] == ["1 pairs of an image with itself: Ann_Lee/Ann_Lee_0002 & Ann_Lee/Ann_Lee_0002",
+                                  "1 impostor pairs of one identity: Ann_Lee/Ann_Lee_0001 & Ann_Lee/Ann_Lee_0003",
+                                  "1 pairs listed more than once: Bo_Diaz/Bo_Diaz_0002 & Bo_Diaz/Bo_Diaz_0001"]
+    assert len(open_dataset("lfw", tmp_path).pairs) == 6  # an evaluation still opens it
+
+
+def test_check_reports_conflicting_celeba_rows(tmp_path):
+    folder = write_example_layout("celeba", tmp_path)
+    rows = folder / "identity_CelebA.txt"
+    rows.write_text(rows.read_text() + "000003.jpg 4153\n")  # 000003.jpg was 2880: which one?
+    done = data_check("--root", tmp_path, "--json")
+    report = json.loads(done.stdout)["datasets"]["celeba"]
+    assert done.returncode == 1
+    assert report["problems"] == ["1 images with conflicting rows in identity_CelebA.txt: 000003.jpg (line 3: 2880, line 9: 4153)"]
+    assert report["images"] == 5  # the ambiguous image is left out
+    with pytest.raises(AnnotationFormatError, match="conflicting rows"):
+        open_dataset("celeba", tmp_path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("cfg", "not a valid masks.cfg"), ("missing", "cloth.png does not exist"), ("corrupt", "1 unusable template"),
+    ("rgb", "must be an RGBA PNG")])
+def test_check_reports_a_broken_mask_template_folder(tmp_path, damage, message):
+    import cv2
+    import numpy as np
+    from g2d.masks import write_test_templates
+
+    write_example_layout("lfw", tmp_path)
+    folder = write_test_templates(tmp_path / "mask_templates")
+    assert data_check("--root", tmp_path).returncode == 0
+    if damage == "cfg":
+        (folder / "masks.cfg").write_text("[surgical]\ntemplate: a.png\na = 1\n[broken\n")
+    elif damage == "missing":
+        (folder / "templates" / "cloth.png").unlink()
+    elif damage == "corrupt":
+        (folder / "templates" / "cloth_right.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    else:
+        cv2.imwrite(str(folder / "templates" / "surgical.png"), np.zeros((10, 10, 3), np.uint8))
+    done = data_check("--root", tmp_path, "--json")
+    result = json.loads(done.stdout)
+    assert done.returncode == 1 and result["datasets"]["lfw"]["problems"] == []
+    assert message in " ".join(result["datasets"]["mask_templates"]["problems"]), result["datasets"]["mask_templates"]
+
+
+def test_check_counts_cfp(tmp_path):
+    write_example_layout("cfp", tmp_path)
+    done = data_check("--root", tmp_path, "--json")
+    result = json.loads(done.stdout)
+    assert done.returncode == 0 and list(result["datasets"]) == ["cfp"], done.stdout
+    report = result["datasets"]["cfp"]
+    assert (report["images"], report["identities"]) == (12, 4)
+    assert report["details"]["FF pairs"] == report["details"]["FP pairs"] == 4 and report["details"]["profile images"] == 4
+    (tmp_path / "cfp" / "Data" / "Fiducials" / "002" / "frontal" / "01.txt").write_text("10,20\n" * 29 + "10;20\n")
+    done = data_check("--root", tmp_path)
+    assert done.returncode == 1 and "images without usable fiducials" in done.stdout and "01.txt:30" in done.stdout

@@ -285,3 +285,77 @@ def test_crop_cache_is_rebuilt_when_corrupt_and_keeps_the_hook_unmasked_list(exa
     with pytest.warns(UserWarning, match="crop cache .* unreadable"):
         rebuilt, _ = run()
     assert rebuilt["settings"] == first["settings"]
+
+
+def test_text_output_names_unreadable_images(tmp_path, fake_model):
+    "A corrupt image was counted as 'not aligned' and named only in --json; the text names it with the reason."
+    write_example_layout("lfw", tmp_path / "data", corrupt=True)
+    args = ["--model", "fake-test-model", "--dataset", "lfw", "--root", str(tmp_path / "data"), "--profile", "cpu",
+            "--cache", str(tmp_path / "cache"), "--no-progress"]
+    code, text = run_cli(*args)
+    assert code == 0 and "1 images not aligned" in text
+    assert "1 unreadable image(s), counted as not aligned: Ann_Lee/Ann_Lee_0001.jpg (cannot decode image file" in text
+    code, out = run_cli(*args, "--json")
+    counts = json.loads(out)["counts"]
+    assert counts["images_unreadable"] == 1 and list(counts["unreadable"]) == ["Ann_Lee/Ann_Lee_0001.jpg"]
+    assert counts["alignment_routes"] == {"box": 6}  # the 7 images of the pairs, less the corrupt one
+
+
+def test_text_output_lists_at_most_ten_unreadable_images_and_a_count():
+    from g2d.evaluate import _format_report
+
+    unreadable = {f"p/img_{i:02d}.jpg": "corrupt" for i in range(20)}
+    report = {"model": "m", "dataset": "d", "settings": {}, "faces_per_second": None, "seconds": {"total": 1.0},
+              "counts": {"pairs": 10, "pairs_evaluated": 10, "images_not_aligned": 23, "unaligned_policy": "reject",
+                         "images_unreadable": 25, "unreadable": unreadable, "not_aligned_examples": []}}
+    text = _format_report(report)
+    assert "25 unreadable image(s)" in text and "p/img_09.jpg (corrupt); ... (15 more, see --json)" in text
+    assert "img_10" not in text
+
+
+def test_rebuild_cache_aligns_again(example_root, fake_model):
+    args = ["--model", "fake-test-model", "--dataset", "lfw", "--root", str(example_root / "data"), "--profile", "cpu",
+            "--cache", str(example_root / "cache"), "--no-progress", "--json"]
+    code, out = run_cli(*args)
+    index = Path(json.loads(out)["face_cache"]) / "index.json"
+    built = index.stat().st_mtime_ns
+    assert run_cli(*args)[0] == 0 and index.stat().st_mtime_ns == built  # reused as it is
+    code, out = run_cli(*args, "--rebuild-cache")
+    assert code == 0 and index.stat().st_mtime_ns != built  # aligned and written again
+
+
+def test_cfp_protocols_align_profiles_by_their_fiducials(tmp_path, fake_model):
+    from PIL import Image
+
+    folder = write_example_layout("cfp", tmp_path / "data")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(folder / "Data" / "Images" / "001" / "profile" / "01.jpg")
+    args = ["--model", "fake-test-model", "--root", str(tmp_path / "data"), "--profile", "cpu", "--cache",
+            str(tmp_path / "cache"), "--no-progress", "--json"]
+    code, out = run_cli("--dataset", "cfp-fp", *args)
+    report = json.loads(out)
+    assert code == 0 and report["counts"]["images_not_aligned"] == 0 and report["detectors"] == ["hog", "mmod"]
+    routes = report["counts"]["alignment_routes"]
+    assert routes["annotation"] >= 1 and sum(routes.values()) == report["counts"]["images"] == 6
+    assert report["settings"]["UMR-UMP"]["n_folds"] == 2 and report["lfw_10fold_acc"]["UMR-UMP"] is not None
+    code, out = run_cli("--dataset", "cfp-ff", *args)
+    assert code == 0 and json.loads(out)["face_cache"] == report["face_cache"]  # one face cache for both protocols
+    code, text = run_cli("--dataset", "cfp-fp", *args[:-1])
+    assert "aligned by: annotation" in text
+
+
+def test_annotation_policies(tmp_path, fake_model):
+    "first: the fiducials align every image; fallback: only what the detectors miss; never: the detectors (and box)."
+    from PIL import Image
+
+    folder = write_example_layout("cfp", tmp_path / "data")
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(folder / "Data" / "Images" / "001" / "profile" / "01.jpg")
+    args = ["--model", "fake-test-model", "--dataset", "cfp-fp", "--root", str(tmp_path / "data"), "--profile", "cpu",
+            "--cache", str(tmp_path / "cache"), "--no-progress", "--json"]
+    reports = {policy: json.loads(run_cli(*args, "--annotation", policy)[1]) for policy in ("first", "fallback", "never")}
+    assert reports["first"]["counts"]["alignment_routes"] == {"annotation": 6}
+    fallback = reports["fallback"]["counts"]["alignment_routes"]
+    assert fallback["annotation"] == 1 and sum(fallback.values()) == 6 and "box" not in fallback
+    assert reports["never"]["detectors"] == ["hog", "mmod", "box"] and "annotation" not in reports["never"]["counts"]["alignment_routes"]
+    assert reports["first"]["counts"]["annotation_policy"] == "first"
+    with pytest.raises(SystemExit):  # argparse refuses an unknown policy
+        run_cli(*args, "--annotation", "sometimes")
