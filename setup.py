@@ -33,7 +33,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["g2d", "g2d.*"]),
     include_package_data=True,
     install_requires=cfg["requirements"].split(),
-    extras_require={"dev": cfg["dev_requirements"].split()},
+    extras_require={"dev": cfg["dev_requirements"].split(), "onnx": cfg["onnx_requirements"].split()},
     python_requires=">=" + cfg["min_python"],
     zip_safe=False,
     entry_points={
