@@ -419,23 +419,32 @@ class FaceAligner:
                                     "use a larger image of the face")
         return shorter, minimum
 
-    def align_all(self, image: str | os.PathLike | np.ndarray) -> list[AlignedFace]:
-        """Every face of the first cascade method that finds any (largest first); [] when none does (no fallback:
-        a photo of several people gives each of them, a photo of none gives nobody)."""
-        name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
-        image = as_rgb(image)
-        shorter, minimum = self._sizes(image, name, centre_allowed=False)
+    def _cascade(self, image: np.ndarray, name: str, centre_allowed: bool, box: Sequence[int] | None = None):
+        """Run the cascade on an RGB array, lazily: (method, its detections, the methods tried so far) for each method
+        in order, skipping those that cannot find a face this small (see `_sizes`)."""
+        shorter, minimum = self._sizes(image, name, centre_allowed)
         tried = []
         for method in self.config.detectors:
             if shorter < minimum[method]:
                 continue  # could not find a face this small (and MMOD would crash)
             tried.append(method)
             if method == "box":
-                continue
-            found = self.detect_yunet(image) if method == "yunet" else self.detect(image, method)
-            if found:
+                found = [(tuple(int(v) for v in box) if box is not None else _box_from_fractions(image.shape, self.config.face_box), math.nan)]
+            elif method == "yunet":
+                found = self.detect_yunet(image)
+            else:
+                found = self.detect(image, method)
+            yield method, found, tuple(tried)
+
+    def align_all(self, image: str | os.PathLike | np.ndarray) -> list[AlignedFace]:
+        """Every face of the first cascade method that finds any (largest first); [] when none does (no fallback,
+        no "box": a photo of several people gives each of them, a photo of none gives nobody)."""
+        name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
+        image = as_rgb(image)
+        for method, found, tried in self._cascade(image, name, centre_allowed=False):
+            if found and method != "box":
                 found = sorted(found, key=lambda b: -(b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
-                details = dict(method=method, faces_found=len(found), tried=tuple(tried))
+                details = dict(method=method, faces_found=len(found), tried=tried)
                 return [self.align_detection(image, detection, details) for detection in found]
         return []
 
@@ -448,26 +457,16 @@ class FaceAligner:
         `MMOD_CRASH_SIDE`: the flagged centre crop needs no detector)."""
         name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
         image = as_rgb(image)
-        shorter, minimum = self._sizes(image, name, centre_allowed=True)
-        tried = []
-        for method in self.config.detectors:
-            if shorter < minimum[method]:
-                continue  # could not find a face this small (and MMOD would crash)
-            tried.append(method)
-            if method == "box":
-                found = [(tuple(int(v) for v in box) if box is not None else _box_from_fractions(image.shape, self.config.face_box), math.nan)]
-            elif method == "yunet":
-                found = self.detect_yunet(image)
-            else:
-                found = self.detect(image, method)
+        tried = ()
+        for method, found, tried in self._cascade(image, name, centre_allowed=True, box=box):
             if found:
-                details = dict(method=method, faces_found=len(found), tried=tuple(tried))
+                details = dict(method=method, faces_found=len(found), tried=tried)
                 return self.align_detection(image, self.pick(found, image.shape), details)
         if required:
             raise NoFaceError(f"no face found in {name} by {' then '.join(tried)}")
         if self.config.fallback == "center":
-            return self.center_crop(image, tried=tuple(tried))
-        return AlignedFace(None, None, None, "none", tried=tuple(tried))
+            return self.center_crop(image, tried=tried)
+        return AlignedFace(None, None, None, "none", tried=tried)
 
 # %% ../nbs/02b_align.ipynb #179dfaa6
 def show_aligned(faces: Sequence[AlignedFace], columns: int = 8, titles: Sequence[str] | None = None,

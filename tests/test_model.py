@@ -211,6 +211,57 @@ def test_cli_train_then_verify_and_embed(tmp_path, lfw_photos):
     assert failed.returncode == 1 and "no face found in" in failed.stderr and "blank.png" in failed.stderr
     wrong = _g2d("verify", str(a), str(b), "--model", str(tmp_path))
     assert wrong.returncode == 1 and "no saved G2D model" in wrong.stderr
+    # the same run folder with another configuration (a bare-string --set) is refused before anything is written
+    other = _g2d("train", "--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--set", *overrides,
+                 "ablation=G2D[CE]", env={"G2D_CACHE": str(tmp_path / "cache")})
+    assert other.returncode == 1 and "ablation" in other.stderr and "--overwrite" in other.stderr, other.stderr
+    assert json.loads((tmp_path / "run" / "g2d_config.json").read_text())["ablation"] == "G2D"
+
+
+def test_train_cli_rejects_bad_arguments_before_training(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = {("--threads", "-1"): (2, "positive"), ("--threads", "0"): (2, "positive"),
+             ("--run-dir", str(a_file)): (1, "is a file"), ("--set", "calibration_pairs=-5"): (1, "calibration_pairs"),
+             ("--set", "steps"): (1, "NAME=VALUE")}
+    for args, (code, text) in cases.items():
+        done = _g2d("train", "--profile", "smoke", *args, env={"G2D_CACHE": str(tmp_path / "cache")})
+        assert done.returncode == code and text in done.stderr, (args, done.returncode, done.stderr[-300:])
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "cache").exists()  # nothing trained
+
+
+def test_embed_reports_and_skips_photos_without_a_face(tmp_path, lfw_photos):
+    "Raw photos in: the largest face or every face, crops and maps saved, bad photos reported, the batch goes on."
+    import cv2
+
+    a, b = lfw_photos
+    blank, corrupt, pair = tmp_path / "blank.png", tmp_path / "corrupt.jpg", tmp_path / "two_people.png"
+    cv2.imwrite(str(blank), np.full((120, 120, 3), 200, np.uint8))
+    corrupt.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+    cv2.imwrite(str(pair), np.concatenate([cv2.imread(str(a)), cv2.imread(str(b))], axis=1))
+    out, crops = tmp_path / "e.npy", tmp_path / "crops"
+    done = _g2d("embed", str(a), str(blank), str(corrupt), str(pair), "--all-faces", "--out", str(out),
+                "--save-crops", str(crops), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["photos"] == 4 and report["not_found"] == [str(blank)] and list(report["failed"]) == [str(corrupt)]
+    assert [f["photo"] for f in report["faces"]] == [str(a), str(pair), str(pair)]
+    assert report["embedded"] == 3 and report["detector"] == "yunet>hog" and report["estimator"] == "learned"
+    assert report["photos_per_second"] > 0 and np.load(out).shape == (3, 512)
+    assert len(list(crops.glob("*_crop.png"))) == 3 and len(list(crops.glob("*_map.png"))) == 3
+    largest = json.loads(_g2d("embed", str(pair), "--json", "--unmasked").stdout)
+    assert largest["embedded"] == 1 and largest["estimator"] == "none"
+    text = _g2d("embed", str(a), str(blank))
+    assert text.returncode == 0 and "no face found in 1: " in text.stdout and "blank.png" in text.stdout
+    assert _g2d("embed", str(blank)).returncode == 1  # nothing embedded at all
+    folder_out = _g2d("embed", str(a), "--out", str(tmp_path))
+    assert folder_out.returncode == 1 and "is a folder" in folder_out.stderr
+    verified = _g2d("verify", str(a), str(b), "--fmr", "0.01")
+    assert verified.returncode == 0 and "faces found by yunet and yunet" in verified.stdout, verified.stdout
+    assert "occlusion estimator learned" in verified.stdout
+    grabcut = json.loads(_g2d("verify", str(a), str(b), "--estimator", "grabcut", "--json").stdout)
+    assert grabcut["estimator"] == "grabcut" and grabcut["detectors"] == ["yunet", "yunet"]
 
 
 @pytest.fixture
