@@ -31,14 +31,14 @@ from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_
 
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
-           'RELEASE_NAME', 'PRETRAINED_SPEC', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS', 'RESUMABLE_CHANGES',
-           'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'ESTIMATORS', 'G2DConfig', 'training_faces',
+           'RELEASE_NAME', 'PRETRAINED_SPEC', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
+           'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'G2DConfig', 'training_faces',
            'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D',
            'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'check_g2d_metadata', 'load_g2d',
-           'pretrained_folder', 'load_pretrained', 'load_model_spec', 'encoder_folder', 'train_encoder_stage',
-           'centred', 'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage',
-           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'run_folder', 'prepare_run_folder', 'train_g2d',
-           'G2DEmbedder', 'PhotoFaces', 'find_faces', 'released_estimator', 'estimate_occlusion', 'embed_faces',
+           'pretrained_folder', 'load_pretrained', 'load_model_spec', 'released_estimator', 'estimate_occlusion',
+           'encoder_folder', 'train_encoder_stage', 'centred', 'teacher_stage', 'training_features',
+           'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage',
+           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'PhotoFaces', 'find_faces', 'embed_faces',
            'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
            'configure_verify_cli']
 
@@ -508,6 +508,44 @@ def load_model_spec(spec: str | os.PathLike, device: str | torch.device = "cpu")
     "A G2D model named on a command line: `pretrained` (the released weights) or a saved model folder."
     return load_pretrained(device=device) if str(spec) == PRETRAINED_SPEC else load_g2d(spec, device)
 
+# %% ../nbs/09_model.ipynb #5e5ca703
+#: The occlusion estimators (`estimate_occlusion`, `embed_faces`, `g2d embed --estimator`): `learned` (the released network of chapter 06c, the default), `grabcut`
+#: (segmentation seeded from the landmarks, chapter 03b) or `none` (unmasked faces: empty maps).
+ESTIMATORS: tuple[str, ...] = ("learned", "grabcut", "none")
+
+
+@functools.lru_cache(maxsize=1)
+def released_estimator():
+    "The released occlusion estimator (chapter 06c), loaded once per process."
+    from g2d.occlusion import load_estimator
+
+    return load_estimator()
+
+
+def estimate_occlusion(crops: np.ndarray, landmarks: Sequence | None = None, estimator: str = "learned") -> np.ndarray:
+    """Occlusion maps (N x S x S uint8) of aligned crops (N x S x S x 3 uint8) by `estimator` (see `ESTIMATORS`).
+    The learned estimator reads its own crop size: other sizes are resized to it and its maps back (nearest)."""
+    import cv2
+
+    crops = np.asarray(crops)
+    size = crops.shape[1] if crops.ndim == 4 else 0
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if estimator == "none" or not len(crops):
+        return np.zeros((len(crops), size, size), np.uint8)
+    if estimator == "grabcut":
+        from g2d.masks import segment_occlusion
+
+        points = [None] * len(crops) if landmarks is None else list(landmarks)
+        return np.stack([segment_occlusion(face, lm) for face, lm in zip(crops, points)])
+    net = released_estimator()
+    if size == net.image_size:
+        return net.predict(crops)
+    resized = np.stack([cv2.resize(c, (net.image_size,) * 2, interpolation=cv2.INTER_AREA if size > net.image_size
+                                   else cv2.INTER_LINEAR) for c in crops])
+    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in net.predict(resized)])
+
+
 # %% ../nbs/09_model.ipynb #6b9929a7
 STAGES: tuple[str, ...] = ("encoder", "teacher", "reformer", "classifier", "calibrate")
 
@@ -770,17 +808,20 @@ class G2DEmbedder(FaceEmbedder):
         return dict(crop="arcface_template", size=self.model.image_size)
 
     def embed(self, faces, occlusions=None) -> torch.Tensor:
-        if occlusions is None and self.occlusion == "given":
-            occlusions = np.zeros((len(faces), self.model.image_size, self.model.image_size), np.uint8)
-        elif self.occlusion == "learned":
-            occlusions = estimate_occlusion(faces, estimator="learned")
+        "Embeddings; `occlusions` (a protocol's exact maps) are read only by the `given` policy, never by an estimating one."
+        if self.occlusion == "given":
+            if occlusions is None:
+                occlusions = np.zeros((len(faces), self.model.image_size, self.model.image_size), np.uint8)
+        else:
+            occlusions = estimate_occlusion(faces, estimator="learned" if self.occlusion == "learned" else "grabcut")
         return self.model.embed(faces, occlusions, batch_size=self.batch_size, representation=self.representation)
 
     def fingerprint(self) -> str:
         import hashlib
 
+        estimated = {} if self.occlusion == "given" else {"maps": "estimated for every face"}  # not the protocol's
         digest = hashlib.sha256(json.dumps({"occlusion": self.occlusion, "size": self.model.image_size,
-                                            "representation": self.representation}).encode())
+                                            "representation": self.representation, **estimated}).encode())
         # the classifier plays no part in the embeddings
         return hash_weights(digest, self.model, skip=("classifier.",)).hexdigest()
 
@@ -867,43 +908,6 @@ def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequenc
     if crops:
         found.crops = np.stack(crops)
     return found
-
-
-#: The occlusion estimators of `embed_faces`: `learned` (the released network of chapter 06c, the default), `grabcut`
-#: (segmentation seeded from the landmarks, chapter 03b) or `none` (unmasked faces: empty maps).
-ESTIMATORS: tuple[str, ...] = ("learned", "grabcut", "none")
-
-
-@functools.lru_cache(maxsize=1)
-def released_estimator():
-    "The released occlusion estimator (chapter 06c), loaded once per process."
-    from g2d.occlusion import load_estimator
-
-    return load_estimator()
-
-
-def estimate_occlusion(crops: np.ndarray, landmarks: Sequence | None = None, estimator: str = "learned") -> np.ndarray:
-    """Occlusion maps (N x S x S uint8) of aligned crops (N x S x S x 3 uint8) by `estimator` (see `ESTIMATORS`).
-    The learned estimator reads its own crop size: other sizes are resized to it and its maps back (nearest)."""
-    import cv2
-
-    crops = np.asarray(crops)
-    size = crops.shape[1] if crops.ndim == 4 else 0
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    if estimator == "none" or not len(crops):
-        return np.zeros((len(crops), size, size), np.uint8)
-    if estimator == "grabcut":
-        from g2d.masks import segment_occlusion
-
-        points = [None] * len(crops) if landmarks is None else list(landmarks)
-        return np.stack([segment_occlusion(face, lm) for face, lm in zip(crops, points)])
-    net = released_estimator()
-    if size == net.image_size:
-        return net.predict(crops)
-    resized = np.stack([cv2.resize(c, (net.image_size,) * 2, interpolation=cv2.INTER_AREA if size > net.image_size
-                                   else cv2.INTER_LINEAR) for c in crops])
-    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in net.predict(resized)])
 
 
 def embed_faces(model: G2D, faces: PhotoFaces, estimator: str = "learned") -> tuple[torch.Tensor, np.ndarray]:

@@ -1,5 +1,6 @@
 """`make reproduce`'s batch on the real experiment notebooks, smoke profile: it completes and writes a manifest."""
 import json
+import os
 import subprocess
 
 from conftest import REPO, g2d_command
@@ -9,9 +10,12 @@ from g2d.reproduce import RUN_SPECIFIC_COLUMNS, RUN_SPECIFIC_KEYS, UNCOMPARED_FI
 
 def test_smoke_batch_runs_every_experiment_and_writes_a_manifest(tmp_path):
     figures, runs = tmp_path / "figures", tmp_path / "runs"
+    # as `make reproduce` makes the committed figures/smoke: no data root (the smoke profile must not depend on
+    # $G2D_DATA, e.g. for its mask templates) and an empty cache root
+    env = {**{k: v for k, v in os.environ.items() if k != "G2D_DATA"}, "G2D_CACHE": str(tmp_path / "cache")}
     done = subprocess.run(g2d_command() + ["reproduce", "--profile", "smoke", "--figures", str(figures),
                                            "--runs", str(runs), "--json"],
-                          cwd=REPO, capture_output=True, text=True, timeout=1500)
+                          cwd=REPO, capture_output=True, text=True, timeout=1500, env=env)
     assert done.returncode == 0, done.stderr[-4000:]
     manifest = json.loads((figures / "smoke" / "manifest.json").read_text())
     experiments = sorted(p.name for p in (REPO / "nbs" / "experiments").glob("*.ipynb") if not p.name.startswith("_"))
