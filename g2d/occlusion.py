@@ -22,10 +22,11 @@ from .training import Checkpointer, TrainingLog, fit
 from .training_faces import FaceArrays, TrainingFaces, union_training_faces
 
 # %% auto #0
-__all__ = ['ESTIMATOR_WEIGHTS', 'ESTIMATOR_CONFIG', 'ESTIMATOR_FORMAT', 'LOCATION_FIELDS', 'OcclusionConfig', 'OcclusionNet',
-           'retexture', 'shrink_blur', 'occlusion_batch', 'occlusion_masker', 'occlusion_batches', 'occlusion_loss',
-           'save_occlusion_estimator', 'load_occlusion_estimator', 'occlusion_run_folder', 'train_occlusion_estimator',
-           'held_out_occlusion_set', 'grabcut_estimator', 'compare_estimators']
+__all__ = ['ESTIMATOR_WEIGHTS', 'ESTIMATOR_CONFIG', 'ESTIMATOR_FORMAT', 'LOCATION_FIELDS', 'ESTIMATOR_RELEASE', 'OcclusionConfig',
+           'OcclusionNet', 'retexture', 'shrink_blur', 'occlusion_batch', 'occlusion_masker', 'occlusion_batches',
+           'occlusion_loss', 'save_occlusion_estimator', 'load_occlusion_estimator', 'occlusion_run_folder',
+           'train_occlusion_estimator', 'held_out_occlusion_set', 'grabcut_estimator', 'compare_estimators',
+           'pretrained_estimator_folder', 'load_estimator', 'estimator_card', 'publish_estimator']
 
 # %% ../nbs/06c_occlusion.ipynb #4cf57f30
 @dataclass(frozen=True)
@@ -356,3 +357,82 @@ def compare_estimators(estimators: dict[str, Callable[[np.ndarray, np.ndarray], 
                          unmasked_marked=marked.mean(), unmasked_over_2pct=(marked > 0.02).mean(),
                          **{"faces/s": len(masked) / seconds}))
     return pd.DataFrame(rows).set_index("estimator").round(4)
+
+# %% ../nbs/06c_occlusion.ipynb #94d2413c
+ESTIMATOR_RELEASE = "occlusion-cpu"
+
+
+def pretrained_estimator_folder(name: str = ESTIMATOR_RELEASE) -> Path:
+    "Where the released occlusion estimator `name` is in the installed package (`g2d/weights/<name>`)."
+    from g2d.core import packaged_weights
+
+    return packaged_weights(name)
+
+
+def load_estimator(name: str = ESTIMATOR_RELEASE, device: str | torch.device = "cpu") -> OcclusionNet:
+    "The released occlusion estimator `name`, from the installed package (no data, no training)."
+    folder = pretrained_estimator_folder(name)
+    if not (folder / ESTIMATOR_CONFIG).is_file():
+        raise G2DError(f"no released occlusion estimator {name!r} in this install ({folder}); train one with "
+                       "g2d.occlusion.train_occlusion_estimator and pass its folder to load_occlusion_estimator")
+    return load_occlusion_estimator(folder, device)
+
+
+def estimator_card(cfg: OcclusionConfig, measured: dict) -> str:
+    "The model card (README.md) of a published estimator, from its configuration and measurements."
+    m = measured
+    real = m.get("real_masked") or []
+    real_text = ("\n".join(["| estimator | faces | marked share (mean) | faces with < 5% marked (mask missed) |",
+                            "|---|---|---|---|"]
+                           + [f"| {r['estimator']} | {r['faces']} | {r['marked share (mean)']:.3f} | "
+                              f"{r['faces with < 5% marked (mask missed)']:.3f} |" for r in real]) if real else "not measured")
+    return f"""# g2d occlusion estimator ({cfg.profile} profile)
+
+A three-level U-Net (width {cfg.width}, {cfg.image_size} px ArcFace-template crops in, one occlusion logit per pixel
+out) that says which pixels of an aligned face a mask hides. `g2d embed` and `g2d verify` use it by default to give
+G2D its occlusion map m; `--estimator grabcut` selects chapter 03b's GrabCut instead.
+Code and the run that made it: `nbs/06c_occlusion.ipynb`, `nbs/experiments/65_occlusion_estimator.ipynb`.
+
+## Data
+{m.get('train_faces', 0):,} training faces ({', '.join(cfg.datasets)}; CelebA and UTKFace: non-commercial research
+use), split by identity from the held-out faces measured below; each masked with probability
+{1 - cfg.unmasked_share:.2f} by g2d's synthetic masks (MaskTheFace templates, MIT licence, and g2d's built-in masks),
+whose exact maps are the targets; unmasked faces have empty targets. {cfg.steps:,} steps of {cfg.batch_size} faces
+({m.get('train_seconds', '?')} s on {m.get('machine', 'a 2-core CPU')}).
+
+## Measured ({m.get('date', '?')}, held-out identities, {m.get('held_out_faces', '?')} faces, one synthetic mask each)
+| estimator | IoU on masked faces (mean) | share of an unmasked face's pixels marked |
+|---|---|---|
+| learned (this) | {m.get('iou_mean', float('nan')):.4f} | {m.get('unmasked_marked', float('nan')):.4f} |
+| GrabCut (03b) | {m.get('grabcut_iou_mean', float('nan')):.4f} | {m.get('grabcut_unmasked_marked', float('nan')):.4f} |
+
+On real photos of masked people (`real_masked`, no ground truth: every photo shows a mask, so a map marking less
+than 5% of the crop missed it):
+
+{real_text}
+
+## Limitations
+Trained on synthetic masks drawn on aligned faces: real masks of shapes, colours or textures far from the templates,
+hands, scarves or other occluders, and faces the detector aligned badly are outside what it was measured on
+(`figures/cpu/occlusion_estimator_real_masked.png` shows it on real photos, without ground truth). It reads
+{cfg.image_size} px crops; other sizes are resized to it.
+"""
+
+
+def publish_estimator(net: OcclusionNet, folder: str | os.PathLike, cfg: OcclusionConfig, measured: dict,
+                      manifest: "RunManifest | None" = None) -> Path:
+    "Write `net` with its card and manifest to `folder`, replacing what was there only once the new copy loads."
+    import shutil
+
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".publishing")
+    shutil.rmtree(staging, ignore_errors=True)
+    save_occlusion_estimator(net, staging, cfg, measured)
+    (staging / "README.md").write_text(estimator_card(cfg, measured), encoding="utf-8")
+    if manifest is not None:
+        manifest.write(staging / "manifest.json")
+    load_occlusion_estimator(staging)  # the published copy must load
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
+    return folder
