@@ -52,7 +52,7 @@ def test_export_writes_the_graph_and_its_preprocessing(exported, model):
     assert [(o.name, o.shape) for o in session.get_outputs()] == [("embedding", ["batch", dim])]
     assert spec["inputs"]["face"]["range"] == [0.0, 1.0] and spec["inputs"]["face"]["channels"] == "RGB"
     assert spec["alignment"]["size"] == size and len(spec["alignment"]["points"]) == 5
-    assert spec["occlusion_estimator"]["network"] is False
+    assert spec["occlusion_estimator"]["network"] is True  # the package ships the learned estimator (chapter 06c)
     thresholds = {k: v["threshold"] for k, v in model.metadata["thresholds"].items() if "threshold" in v}
     assert spec["thresholds"]["fmr"] == thresholds and "0.01" in thresholds
     # --estimator auto: the released learned estimator's graph when this install has one, else none and the JSON says so
