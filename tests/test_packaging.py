@@ -104,9 +104,12 @@ def test_pip_install_in_a_clean_venv(tmp_path, wheel):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]", "notebook tooling was installed as a runtime dependency"
     if (REPO / "g2d" / "weights").is_dir():  # the released weights load from the installed package, no data, no training
-        load = ("import numpy as np\nfrom g2d.model import load_pretrained, pretrained_folder\nm = load_pretrained()\n"
+        load = ("import numpy as np\nfrom g2d.model import estimate_occlusion, load_pretrained, pretrained_folder\n"
+                "from g2d.occlusion import pretrained_estimator_folder\nm = load_pretrained()\n"
                 "s = m.image_size\ne = m.embed(np.zeros((2, s, s, 3), np.uint8), np.zeros((2, s, s)))\n"
-                "print('site-packages' in str(pretrained_folder()), e.shape[0])")
+                "maps = estimate_occlusion(np.zeros((2, s, s, 3), np.uint8))  # the shipped learned estimator\n"
+                "print('site-packages' in str(pretrained_folder()), 'site-packages' in str(pretrained_estimator_folder()),"
+                " e.shape[0], maps.shape[0])")
         done = subprocess.run([str(python), "-c", load], capture_output=True, text=True, cwd="/")
         assert done.returncode == 0, done.stderr[-3000:]
-        assert done.stdout.split() == ["True", "2"]
+        assert done.stdout.split() == ["True", "True", "2", "2"]
