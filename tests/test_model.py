@@ -328,3 +328,20 @@ def test_released_model_embeds_real_masked_photos(real_data_root):
     photos = [folder / "0129.jpg", folder / "0323.jpg"]  # HOG and MMOD find no face in the first
     embeddings = embed_photos(load_pretrained(), photos)
     assert embeddings.shape == (2, 512) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_overlapped_photo_batches_equal_find_then_embed(real_data_root, tmp_path):
+    "`g2d embed`'s overlapped chunks give the faces, maps and embeddings of find_faces then embed_faces, in order."
+    from g2d.model import embed_faces, embed_photo_batches, find_faces, load_pretrained
+
+    folder = real_data_root / "real_masked" / "with_mask"
+    if not folder.is_dir():
+        pytest.skip("needs real_masked under the data root")
+    photos = sorted(folder.glob("*.jpg"))[:20] + [tmp_path / "missing.jpg"]
+    model = load_pretrained()
+    faces = find_faces(photos, model.image_size)
+    embeddings, maps = embed_faces(model, faces)
+    chunked, chunked_embeddings, chunked_maps = embed_photo_batches(model, photos, chunk=6)
+    assert chunked.sources == faces.sources and chunked.not_found == faces.not_found
+    assert list(chunked.failed) == [str(tmp_path / "missing.jpg")] == list(faces.failed)
+    assert np.array_equal(chunked_maps, maps) and torch.allclose(chunked_embeddings, embeddings, atol=1e-6)
