@@ -306,14 +306,13 @@ class G2D(nn.Module):
         return x
 
     def occlusion_maps(self, images, landmarks=None) -> np.ndarray:
-        "Estimated occlusion maps (N x S x S uint8) of aligned faces by GrabCut segmentation (g2d.masks)."
-        from g2d.masks import segment_occlusion
+        "Estimated occlusion maps (N x S x S uint8) of aligned faces by GrabCut segmentation (g2d.occlusion)."
+        from g2d.occlusion import grabcut_estimator
 
         x = (self._faces(images).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        points = [None] * len(x) if landmarks is None else list(landmarks)
-        if len(points) != len(x):
-            raise G2DInputError(f"{len(points)} landmark sets for {len(x)} faces")
-        return np.stack([segment_occlusion(face, lm) for face, lm in zip(x, points)]) if len(x) else np.zeros((0,) + x.shape[1:3], np.uint8)
+        if landmarks is not None and len(landmarks) != len(x):
+            raise G2DInputError(f"{len(landmarks)} landmark sets for {len(x)} faces")
+        return grabcut_estimator(x, landmarks)
 
     def represent(self, x: torch.Tensor, m: torch.Tensor, representation: str = "discriminative") -> torch.Tensor:
         "R(E(x, m)) (`discriminative`), or the flattened generative representation E(x, m) (`generative`: Tab 3's G2D without reformer)."
@@ -534,10 +533,9 @@ def estimate_occlusion(crops: np.ndarray, landmarks: Sequence | None = None, est
     if estimator == "none" or not len(crops):
         return np.zeros((len(crops), size, size), np.uint8)
     if estimator == "grabcut":
-        from g2d.masks import segment_occlusion
+        from g2d.occlusion import grabcut_estimator
 
-        points = [None] * len(crops) if landmarks is None else list(landmarks)
-        return np.stack([segment_occlusion(face, lm) for face, lm in zip(crops, points)])
+        return grabcut_estimator(crops, landmarks)
     net = released_estimator()
     if size == net.image_size:
         return net.predict(crops)

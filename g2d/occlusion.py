@@ -333,9 +333,13 @@ def held_out_occlusion_set(faces: FaceArrays, cfg: OcclusionConfig, count: int =
             faces.landmarks[index[keep]], faces.images[index[keep]])
 
 
-def grabcut_estimator(images: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    "Chapter 03b's GrabCut estimate of each face, seeded from its landmarks."
-    return np.stack([segment_occlusion(image, points) for image, points in zip(images, landmarks)])
+def grabcut_estimator(images: np.ndarray, landmarks: Sequence | None = None) -> np.ndarray:
+    "Chapter 03b's GrabCut estimate of each aligned face (N x S x S x 3 uint8), seeded from its landmarks when given."
+    images = np.asarray(images)
+    points = [None] * len(images) if landmarks is None else list(landmarks)
+    if not len(images):
+        return np.zeros((0,) + images.shape[1:3], np.uint8)
+    return np.stack([segment_occlusion(image, lm) for image, lm in zip(images, points)])
 
 
 def compare_estimators(estimators: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]], masked: np.ndarray,
