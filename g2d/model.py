@@ -19,8 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .align import PhotoFaces, align_photos, photo_aligner
 from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name,
-                      dense_labels, pick_device, usual_mode)
+                      dense_labels, pick_device, thread_count, usual_mode)
 from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
 from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model,
                           register_model)
@@ -38,9 +39,9 @@ __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G
            'pretrained_folder', 'load_pretrained', 'load_model_spec', 'released_estimator', 'estimate_occlusion',
            'encoder_folder', 'train_encoder_stage', 'centred', 'teacher_stage', 'training_features',
            'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage',
-           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'PhotoFaces', 'photo_aligner', 'find_faces',
-           'embed_faces', 'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli',
-           'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
+           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces',
+           'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli',
+           'verify_decision', 'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
@@ -852,75 +853,16 @@ register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
 register_model(LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
-@dataclass
-class PhotoFaces:
-    "The faces found in photos (see `find_faces`): aligned crops, where each came from, and the photos with none."
-    crops: np.ndarray  # (N, S, S, 3) uint8, ArcFace-template crops at the model's size
-    landmarks: list  # N arrays (68, 2), crop pixels
-    sources: list[tuple[str, int]]  # (photo, index of the face in that photo), one per crop
-    detectors: list[str]  # the cascade method that found each face
-    not_found: list[str]  # photos where no detector found a face
-    failed: dict[str, str]  # photos that could not be read or aligned: the reason
-    cascade: str  # the detectors tried, in order ("yunet>hog")
-
-    def __len__(self) -> int:
-        return len(self.crops)
-
-    def require_all(self) -> "PhotoFaces":
-        "Self, if every photo gave a face; else a `G2DError` naming the first unreadable photo, or those with no face."
-        for path, reason in self.failed.items():
-            raise G2DError(f"{path}: {reason}")
-        if self.not_found:
-            raise G2DError(f"no face found in {', '.join(self.not_found)} (detectors tried: {self.cascade})")
-        return self
-
-
-def photo_aligner(size: int, detectors: Sequence[str] | None = None):
-    """The `FaceAligner` of photos at `size`: `detectors` None is chapter 02b's "photos" preset (YuNet, then HOG; the
-    largest face; never a guessed crop), chosen there for masked faces (97.7% of real masked photos found, against
-    14% for HOG alone)."""
-    from g2d.align import AlignConfig, FaceAligner
-
-    return FaceAligner(AlignConfig.preset("photos", "cpu", size=size) if detectors is None else
-                       AlignConfig(size=size, detectors=tuple(detectors), fallback="skip", pick="largest"))
-
-
-def _align_photos(aligner, paths: Sequence[str], all_faces: bool, bar=None) -> PhotoFaces:
-    size = aligner.config.size
-    found = PhotoFaces(np.zeros((0, size, size, 3), np.uint8), [], [], [], [], {}, ">".join(aligner.config.detectors))
-    crops = []
-    for path in paths:
-        try:
-            faces = aligner.align_all(path) if all_faces else [aligner(path)]
-        except G2DError as e:  # unreadable, corrupt, too small
-            found.failed[path] = str(e)
-            faces = None
-        if faces is not None:
-            faces = [face for face in faces if face.aligned]
-            if not faces:
-                found.not_found.append(path)
-            for k, face in enumerate(faces):
-                crops.append(face.image)
-                found.landmarks.append(face.landmarks)
-                found.sources.append((path, k))
-                found.detectors.append(face.method)
-        if bar is not None:
-            bar.update(1)
-    if crops:
-        found.crops = np.stack(crops)
-    return found
-
-
 def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequence[str] | None = None,
                all_faces: bool = False, progress: bool = False) -> PhotoFaces:
-    """Detect and align the faces of photos at `size` (`photo_aligner`). One face per photo (the largest) unless
-    `all_faces`. A photo with no face, or one that cannot be read, is recorded and skipped: one bad photo never ends
-    a batch."""
+    """Detect and align the faces of photos at `size` (`g2d.align.photo_align_config`). One face per photo (the
+    largest) unless `all_faces`. A photo with no face, or one that cannot be read, is recorded and skipped: one bad
+    photo never ends a batch."""
     from tqdm.auto import tqdm
 
     paths = list(map(str, paths))
     with tqdm(total=len(paths), desc="photos", unit="photo", disable=not progress) as bar:
-        return _align_photos(photo_aligner(size, detectors), paths, all_faces, bar)
+        return align_photos(photo_aligner(size, detectors), paths, all_faces, bar)
 
 
 def embed_faces(model: G2D, faces: PhotoFaces, estimator: str = "learned") -> tuple[torch.Tensor, np.ndarray]:
@@ -933,8 +875,8 @@ def embed_photo_batches(model: G2D, paths: Sequence[str | os.PathLike], estimato
                         detectors: Sequence[str] | None = None, all_faces: bool = False, progress: bool = False,
                         chunk: int = 32) -> tuple[PhotoFaces, torch.Tensor, np.ndarray]:
     """`find_faces` then `embed_faces` over `paths`, in chunks and overlapped: a second thread estimates the maps of
-    one chunk and embeds it while the next chunk is detected and aligned (torch releases the GIL, so on two cores
-    the stages run side by side). Returns (faces, embeddings, maps), in the order of `paths`."""
+    one chunk and embeds it while the next chunk is detected and aligned (torch and OpenCV release Python's lock,
+    so on two cores the stages run side by side). Returns (faces, embeddings, maps), in the order of `paths`."""
     from concurrent.futures import ThreadPoolExecutor
     from tqdm.auto import tqdm
 
@@ -942,14 +884,11 @@ def embed_photo_batches(model: G2D, paths: Sequence[str | os.PathLike], estimato
     with ThreadPoolExecutor(max_workers=1) as worker, \
             tqdm(total=len(paths), desc="photos", unit="photo", disable=not progress) as bar:
         for start in range(0, len(paths), chunk):
-            found.append(_align_photos(aligner, paths[start:start + chunk], all_faces, bar))
+            found.append(align_photos(aligner, paths[start:start + chunk], all_faces, bar))
             pending.append(worker.submit(embed_faces, model, found[-1], estimator))
         results = [p.result() for p in pending]
     size = model.image_size
-    faces = PhotoFaces(np.concatenate([f.crops for f in found]) if found else np.zeros((0, size, size, 3), np.uint8),
-                       [lm for f in found for lm in f.landmarks], [s for f in found for s in f.sources],
-                       [d for f in found for d in f.detectors], [n for f in found for n in f.not_found],
-                       {k: v for f in found for k, v in f.failed.items()}, ">".join(aligner.config.detectors))
+    faces = PhotoFaces.concatenate(found, size, ">".join(aligner.config.detectors))
     embeddings = torch.cat([e for e, _ in results]) if results else torch.zeros(0, model.embedding_dim)
     maps = np.concatenate([m for _, m in results]) if results else np.zeros((0, size, size), np.uint8)
     return faces, embeddings, maps
@@ -985,7 +924,7 @@ def save_crops(faces: PhotoFaces, maps: np.ndarray, folder: str | os.PathLike) -
 
 
 def configure_train_cli(parser: argparse.ArgumentParser) -> None:
-    from g2d.core import parse_overrides, thread_count
+    from g2d.core import parse_overrides
 
     parser.add_argument("--profile", default="smoke", help="smoke, cpu or gpu")
     parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
@@ -1044,11 +983,17 @@ def _format_embed(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="face photos (masked or not)")
     parser.add_argument("--out", help="write the embeddings here (.npy, one row per face, in the order of `faces`)")
     parser.add_argument("--all-faces", action="store_true", help="embed every face of a photo (default: the largest)")
     parser.add_argument("--save-crops", metavar="DIR", help="write each face's aligned crop and occlusion map (PNG) here")
+    parser.add_argument("--threads", type=thread_count, help="torch CPU threads (default: one fewer than the cores this "
+                        "process may use, at least 1: detection runs beside the network on the last core)")
     _add_photo_arguments(parser)
 
     def run(args) -> int:
@@ -1057,6 +1002,7 @@ def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
 
         if args.out and Path(args.out).is_dir():
             raise G2DError(f"--out {args.out} is a folder; name the .npy file to write")
+        torch.set_num_threads(args.threads or max(1, _usable_cores() - 1))
         model = load_model_spec(args.model)
         began = time.perf_counter()
         estimator = "none" if args.unmasked else args.estimator

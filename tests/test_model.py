@@ -250,8 +250,10 @@ def test_embed_reports_and_skips_photos_without_a_face(tmp_path, lfw_photos):
     assert report["embedded"] == 3 and report["detector"] == "yunet>hog" and report["estimator"] == "learned"
     assert report["photos_per_second"] > 0 and np.load(out).shape == (3, 512)
     assert len(list(crops.glob("*_crop.png"))) == 3 and len(list(crops.glob("*_map.png"))) == 3
-    largest = json.loads(_g2d("embed", str(pair), "--json", "--unmasked").stdout)
+    largest = json.loads(_g2d("embed", str(pair), "--json", "--unmasked", "--threads", "1").stdout)
     assert largest["embedded"] == 1 and largest["estimator"] == "none"
+    bad_threads = _g2d("embed", str(pair), "--threads", "0")
+    assert bad_threads.returncode == 2 and "--threads must be a positive integer" in bad_threads.stderr
     text = _g2d("embed", str(a), str(blank))
     assert text.returncode == 0 and "no face found in 1: " in text.stdout and "blank.png" in text.stdout
     assert _g2d("embed", str(blank)).returncode == 1  # nothing embedded at all
