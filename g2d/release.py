@@ -201,6 +201,13 @@ def curve_rows(profile: str) -> list[CurveRow]:
         CurveRow("+ UTKFace", "training faces", {**k4, "train_datasets": UNION}, {**best, "steps": 3000}),
         CurveRow("+ UTKFace, width 64", "training faces", {**k4, "train_datasets": UNION}, {**ADAMW, "width": 64, "steps": 3000}),
         CurveRow("+ UTKFace, 10,000 steps", "training faces", {**k4, "train_datasets": UNION}, {**best, "steps": 10_000}),
+        CurveRow("union, all masked", "masked share", {**k4, "train_datasets": UNION}, {**best, "steps": 3000}),
+        CurveRow("union, a quarter unmasked", "masked share",
+                 {**k4, "train_datasets": UNION, "mask_probability": 0.75}, {**best, "steps": 3000}),
+        CurveRow("union, half unmasked", "masked share", {**k4, "train_datasets": UNION, "mask_probability": 0.5},
+                 {**best, "steps": 3000}),
+        CurveRow("union, three quarters unmasked", "masked share",
+                 {**k4, "train_datasets": UNION, "mask_probability": 0.25}, {**best, "steps": 3000}),
         CurveRow("K = 1", "feature draws", {"feature_draws": 1}, {**best, "steps": 3000}),
         CurveRow("K = 4", "feature draws", k4, {**best, "steps": 3000}),
         CurveRow("K = 8", "feature draws", {"feature_draws": 8}, {**best, "steps": 3000}),
@@ -214,7 +221,7 @@ def curve_rows(profile: str) -> list[CurveRow]:
 #: What the release changes from its profile, per profile (chosen from the learning curves; see "Measured").
 RELEASE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": dict(feature_draws=2, reformer=dict(optimizer="adamw", lr=1e-3, schedule="cosine", steps=40)),
-    "cpu": dict(feature_draws=4, train_datasets=UNION,
+    "cpu": dict(feature_draws=4, train_datasets=UNION, mask_probability=0.5,
                 reformer=dict(width=32, optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", steps=3000)),
 }
 
@@ -318,8 +325,8 @@ cosine similarity. Load it with `g2d.model.load_pretrained()` or `--model pretra
 |---|---|---|---|
 {chr(10).join(f"| {d['name']} | {d['faces']} | {d['use']} | {d['licence']} |" for d in data.get('datasets', []))}
 
-Teacher: {facts['teacher']}. Masks: g2d's synthetic masks (MaskTheFace templates, MIT licence) drawn on the
-training faces.
+Teacher: {facts['teacher']}. Masks: g2d's synthetic masks (MaskTheFace templates, MIT licence) drawn on
+{facts.get('mask_probability', 1.0):.0%} of the training views (`mask_probability`; the others are unmasked).
 
 **Configuration.** `g2d.release.release_config("{facts['profile']}")`; the full configuration is in `g2d.json`
 (`config`) and `manifest.json`.
