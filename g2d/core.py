@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 
@@ -29,9 +29,10 @@ __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDER
            'ConfigError', 'G2DWarning', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig',
            'RunProfile', 'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
            'loader_workers', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write', 'atomic_write_text',
-           'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'fingerprint_files', 'fingerprint_tree',
-           'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info', 'canonical_five_points',
-           'dlib_model_file', 'packaged_file', 'packaged_weights', 'dense_labels', 'environment_report']
+           'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'publish_folder', 'fingerprint_files',
+           'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info',
+           'canonical_five_points', 'dlib_model_file', 'packaged_file', 'packaged_weights', 'dense_labels',
+           'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -355,6 +356,29 @@ def load_keyed_npz(path: str | os.PathLike, fingerprint: str, keys: list[str], r
         warnings.warn(f"{what} {path} does not match its fingerprint or keys; recomputing")
         return None
     return arrays
+
+# %% ../nbs/00_core.ipynb #8440dfc2
+def publish_folder(folder: str | os.PathLike, fill: Callable[[Path], Any],
+                   check: Callable[[Path], Any] | None = None) -> Path:
+    "Replace `folder` by what `fill(staging)` writes, once `check(staging)` passes (see above); returns `folder`."
+    import shutil
+
+    folder = Path(folder)
+    staging = folder.with_name(folder.name + ".publishing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    fill(staging)
+    for path in staging.iterdir():
+        path.chmod(0o644)
+    if check is not None:
+        check(staging)
+    backup = folder.with_name(folder.name + ".previous")
+    if folder.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        os.replace(folder, backup)
+    os.replace(staging, folder)
+    shutil.rmtree(backup, ignore_errors=True)
+    return folder
 
 # %% ../nbs/00_core.ipynb #c9a376f3
 def fingerprint_files(paths: Iterable[str | os.PathLike], root: str | os.PathLike, content: bool = True) -> str:

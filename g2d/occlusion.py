@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_profile_name, pick_device,
-                      seed_everything, usual_mode)
+from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, atomic_write_text, check_profile_name,
+                      pick_device, publish_folder, seed_everything, usual_mode)
 from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates, segment_occlusion
 from .training import Checkpointer, TrainingLog, fit
 from .training_faces import FaceArrays, TrainingFaces, union_training_faces
@@ -426,17 +426,11 @@ hands, scarves or other occluders, and faces the detector aligned badly are outs
 def publish_estimator(net: OcclusionNet, folder: str | os.PathLike, cfg: OcclusionConfig, measured: dict,
                       manifest: "RunManifest | None" = None) -> Path:
     "Write `net` with its card and manifest to `folder`, replacing what was there only once the new copy loads."
-    import shutil
+    def fill(staging: Path) -> None:
+        save_occlusion_estimator(net, staging, cfg, measured)
+        atomic_write_text(staging / "README.md", estimator_card(cfg, measured))
+        if manifest is not None:
+            manifest.write(staging / "manifest.json")
 
-    folder = Path(folder)
-    staging = folder.with_name(folder.name + ".publishing")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_occlusion_estimator(net, staging, cfg, measured)
-    (staging / "README.md").write_text(estimator_card(cfg, measured), encoding="utf-8")
-    if manifest is not None:
-        manifest.write(staging / "manifest.json")
-    load_occlusion_estimator(staging)  # the published copy must load
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(staging, folder)
-    return folder
+    return publish_folder(folder, fill, check=load_occlusion_estimator)  # the published copy must load
+

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import ConfigError, G2DError, RunManifest, atomic_write_json, atomic_write_text, cache_root, pick_device
+from .core import (ConfigError, G2DError, RunManifest, atomic_write_json, atomic_write_text, cache_root, pick_device,
+                      publish_folder)
 from .featurecache import feature_cache
 from .model import (G2D, LOCATION_FIELDS, G2DConfig, MaskedTriplets, held_out_scores, load_g2d, pretrained_folder, save_g2d,
                        teacher_stage, train_encoder_stage, train_g2d, training_faces)
@@ -246,27 +247,18 @@ def publish_release(run_dir: str | os.PathLike, folder: str | os.PathLike, card:
     "Copy `run_dir/model` to `folder` with the model card `card` (README.md) and `manifest`; atomic (see above)."
     from g2d.model import G2D_METADATA, G2D_WEIGHTS, is_g2d_checkpoint
 
-    source, folder = Path(run_dir) / "model", Path(folder)
+    source = Path(run_dir) / "model"
     if not is_g2d_checkpoint(source):
         raise G2DError(f"{run_dir} holds no trained model (train it with train_release first)")
-    staging = folder.with_name(folder.name + ".publishing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for name in (G2D_WEIGHTS, G2D_METADATA):
-        shutil.copy2(source / name, staging / name)
-    atomic_write_text(staging / "README.md", card)
-    if manifest is not None:
-        manifest.write(staging / "manifest.json")
-    for path in staging.iterdir():
-        path.chmod(0o644)
-    load_g2d(staging)  # the published copy must load
-    backup = folder.with_name(folder.name + ".previous")
-    if folder.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        os.replace(folder, backup)
-    os.replace(staging, folder)
-    shutil.rmtree(backup, ignore_errors=True)
-    return folder
+
+    def fill(staging: Path) -> None:
+        for name in (G2D_WEIGHTS, G2D_METADATA):
+            shutil.copy2(source / name, staging / name)
+        atomic_write_text(staging / "README.md", card)
+        if manifest is not None:
+            manifest.write(staging / "manifest.json")
+
+    return publish_folder(folder, fill, check=load_g2d)  # the published copy must load
 
 
 def stage_training_seconds(cfg: G2DConfig, run_dir: str | os.PathLike, faces: TrainingFaces | None = None) -> dict[str, float]:
