@@ -22,14 +22,15 @@ from .featurecache import feature_cache
 from .model import (G2D, LOCATION_FIELDS, G2DConfig, MaskedTriplets, held_out_scores, load_g2d, pretrained_folder, save_g2d,
                        teacher_stage, train_encoder_stage, train_g2d, training_faces)
 from .reformer import PixelEncoder, freeze, train_reformer
+from .teacher import as_face_batch
 from .training_faces import FaceArrays, TrainingFaces
 
 # %% auto #0
 __all__ = ['ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_OVERRIDES', 'held_out_eers',
-           'teacher_held_out_eers', 'training_probe', 'CurveRow', 'run_curve_row', 'learning_curves',
+           'teacher_held_out_eers', 'training_probe', 'input_size_eers', 'CurveRow', 'run_curve_row', 'learning_curves',
            'plot_learning_curves', 'curve_rows', 'release_config', 'train_release', 'publish_release',
-           'stage_training_seconds', 'thresholds_table', 'model_card', 'pack_release_arrays', 'faces_from_arrays',
-           'gpu_release_config', 'run_from_arrays', 'configure_cli']
+           'stage_training_seconds', 'markdown_table', 'thresholds_table', 'model_card', 'pack_release_arrays',
+           'faces_from_arrays', 'gpu_release_config', 'run_from_arrays', 'configure_cli']
 
 # %% ../nbs/09b_release.ipynb #22e28f33
 def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000) -> dict[str, float]:
@@ -77,6 +78,28 @@ def training_probe(faces: TrainingFaces, n: int = 1000, seed: int = 0) -> FaceAr
     rows = np.sort(rows)
     probe = faces.train.subset(rows)
     return FaceArrays(probe.images, probe.landmarks, identities[rows])
+
+# %% ../nbs/09b_release.ipynb #0518fe6a
+class _AtSize:
+    "`recognizer` reading aligned faces shrunk to `size` px; what `held_out_scores` needs of a model (`embed`)."
+
+    def __init__(self, recognizer: nn.Module, size: int):
+        self.recognizer, self.size = recognizer, int(size)
+
+    def embed(self, images, masks=None, representation: str | None = None) -> torch.Tensor:
+        x = as_face_batch(images)  # the recognizer sees the masked pixels; it is given no occlusion map
+        if x.shape[-1] != self.size:
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
+                                          antialias=True).clamp(0, 1)
+        return nn.functional.normalize(self.recognizer.embed(x).float(), dim=1).cpu()
+
+
+def input_size_eers(recognizer: nn.Module, faces: FaceArrays, cfg: G2DConfig, sizes: Sequence[int] = (64, 32),
+                    impostors: int = 20_000) -> dict[int, dict[str, float]]:
+    "{size: EER in % per setting} of a pretrained `recognizer` (a `g2d.teacher.Teacher`) on `faces` shrunk to each size."
+    if any(int(s) < 8 for s in sizes):
+        raise ConfigError(f"sizes must be at least 8 px, got {list(sizes)}")
+    return {int(s): held_out_eers(_AtSize(recognizer, s), faces, cfg, impostors) for s in sizes}
 
 # %% ../nbs/09b_release.ipynb #4c2def3b
 @dataclass(frozen=True)
@@ -185,6 +208,7 @@ def curve_rows(profile: str) -> list[CurveRow]:
         raise ConfigError(f"no learning-curve rows for profile {profile!r} (smoke, cpu)")
     k4 = dict(feature_draws=4)
     best = {**ADAMW, "width": 32}
+    half = {**k4, "train_datasets": UNION, "mask_probability": 0.5}  # the release's faces and views
     return [
         CurveRow("E (today's recipe)", "front end", k4),
         CurveRow("pixels, no E", "front end", k4, front="pixels"),
@@ -205,10 +229,20 @@ def curve_rows(profile: str) -> list[CurveRow]:
         CurveRow("union, all masked", "masked share", {**k4, "train_datasets": UNION}, {**best, "steps": 3000}),
         CurveRow("union, a quarter unmasked", "masked share",
                  {**k4, "train_datasets": UNION, "mask_probability": 0.75}, {**best, "steps": 3000}),
-        CurveRow("union, half unmasked", "masked share", {**k4, "train_datasets": UNION, "mask_probability": 0.5},
-                 {**best, "steps": 3000}),
+        CurveRow("union, half unmasked", "masked share", half, {**best, "steps": 3000}),
         CurveRow("union, three quarters unmasked", "masked share",
                  {**k4, "train_datasets": UNION, "mask_probability": 0.25}, {**best, "steps": 3000}),
+        CurveRow("release data, 3,000 steps", "steps (release data)", half, {**best, "steps": 3000}),
+        CurveRow("release data, 10,000 steps", "steps (release data)", half, {**best, "steps": 10_000}),
+        CurveRow("release data, 30,000 steps", "steps (release data)", half, {**best, "steps": 30_000}),
+        CurveRow("release data, 10,000 steps, weight decay 0.05", "steps (release data)", half,
+                 {**best, "steps": 10_000, "weight_decay": 0.05}),
+        CurveRow("release data, 30,000 steps, weight decay 0.05", "steps (release data)", half,
+                 {**best, "steps": 30_000, "weight_decay": 0.05}),
+        CurveRow("release data, 10,000 steps, K = 8", "steps (release data)", {**half, "feature_draws": 8},
+                 {**best, "steps": 10_000}),
+        CurveRow("release data, 10,000 steps, width 64", "steps (release data)", half,
+                 {**ADAMW, "width": 64, "steps": 10_000}),
         CurveRow("K = 1", "feature draws", {"feature_draws": 1}, {**best, "steps": 3000}),
         CurveRow("K = 4", "feature draws", k4, {**best, "steps": 3000}),
         CurveRow("K = 8", "feature draws", {"feature_draws": 8}, {**best, "steps": 3000}),
@@ -223,7 +257,7 @@ def curve_rows(profile: str) -> list[CurveRow]:
 RELEASE_OVERRIDES: dict[str, dict[str, Any]] = {
     "smoke": dict(feature_draws=2, reformer=dict(optimizer="adamw", lr=1e-3, schedule="cosine", steps=40)),
     "cpu": dict(feature_draws=4, train_datasets=UNION, mask_probability=0.5,
-                reformer=dict(width=32, optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", steps=3000)),
+                reformer=dict(width=32, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", steps=30_000)),
 }
 
 
@@ -277,13 +311,11 @@ def stage_training_seconds(cfg: G2DConfig, run_dir: str | os.PathLike, faces: Tr
     return seconds
 
 # %% ../nbs/09b_release.ipynb #f1fbb0ff
-def _table(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)"
-    keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in rows]
-    return "\n".join(lines)
+def markdown_table(rows: list[dict]) -> str:
+    "Records (dicts with the same keys) as a markdown table, by pandas; '(none)' when there are none."
+    import pandas as pd
+
+    return pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)"
 
 
 def thresholds_table(thresholds: dict[str, Any]) -> str:
@@ -295,7 +327,7 @@ def thresholds_table(thresholds: dict[str, Any]) -> str:
         rates = {s: v for s, v in entry.items() if isinstance(v, dict)}
         rows.append({"FMR target": fmr, "threshold": f"{entry['threshold']:.4f}",
                      **{f"{s}: FMR / FNMR": f"{100 * v['fmr']:.2f}% / {100 * v['fnmr']:.1f}%" for s, v in rates.items()}})
-    return _table(rows) if rows else "not calibrated"
+    return markdown_table(rows) if rows else "not calibrated"
 
 
 def model_card(facts: dict[str, Any]) -> str:
@@ -416,7 +448,7 @@ GPU_RELEASE_OVERRIDES: dict[str, Any] = dict(
     device="auto", mask_templates="builtin",
     train_datasets=(),  # CelebA aligned alone: the union's 22,230 faces were not measured against the 60 MiB carry limit
     encoder=dict(pretrain_steps=4000, finetune_steps=1000, batch_size=64, checkpoint_every=1000),
-    reformer=dict(width=64, optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", batch_size=128,
+    reformer=dict(width=64, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", batch_size=128,
                   steps=20_000, checkpoint_every=2000),
     classifier=dict(batch_size=128, steps=2000, checkpoint_every=1000))
 
