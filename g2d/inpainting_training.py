@@ -21,7 +21,7 @@ from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_
                       pick_device, seed_everything, thread_count)
 from .inpainting import (ENCODER_VARIANTS, GenerativeEncoder, InpaintingError, PatchCritic, gradient_penalty,
                             to_grid)
-from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates
+from .masks import MASK_KINDS, MaskTemplates, RandomMasker, random_flip, resolve_mask_templates
 from .training import Checkpointer, TrainingLog, epoch_batches, fit
 from .training_faces import FaceArrays, TrainingFaces, union_training_faces
 
@@ -220,13 +220,10 @@ def masked_batch(faces: FaceArrays, index: Sequence[int], sampler: Callable, rng
                  flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     "`(x, m)` tensors of faces `index`, each with a mask from `sampler` (and a random horizontal flip)."
     images, masks = [], []
-    size = faces.images.shape[1]
     for i in index:
         image, landmarks = faces.images[i], faces.landmarks[i]
-        if flip and rng.random() < 0.5:
-            image = image[:, ::-1]
-            landmarks = flip_landmarks68(landmarks, size)
-        image = np.ascontiguousarray(image)
+        if flip:
+            image, landmarks = random_flip(image, landmarks, rng)
         masks.append(sampler(image, landmarks, rng))
         images.append(image)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)

@@ -28,7 +28,7 @@ __all__ = ['MASK_KINDS', 'JAW_POINTS', 'NOSE_BRIDGE', 'RIGHT_EYE', 'LEFT_EYE', '
            'check_landmarks68', 'mask_anchors', 'estimate_yaw', 'kind_of_template', 'MaskTemplate', 'MaskTemplates',
            'write_test_templates', 'MaskSpec', 'random_mask_spec', 'draw_builtin_mask', 'MaskedFace', 'face_region',
            'apply_mask', 'segment_occlusion', 'occlusion_iou', 'MaskProtocol', 'RandomMasker', 'resolve_mask_templates',
-           'flip_landmarks68', 'FlipTranslate', 'mask_statistics', 'summarize_statistics', 'mask_figure',
+           'flip_landmarks68', 'random_flip', 'FlipTranslate', 'mask_statistics', 'summarize_statistics', 'mask_figure',
            'MaskOutputError', 'mask_folder', 'configure_cli']
 
 # %% ../nbs/03b_masks.ipynb #4e491610
@@ -845,6 +845,13 @@ def flip_landmarks68(landmarks68, width: int) -> np.ndarray:
     flipped = points[list(FLIP_68)].copy()
     flipped[:, 0] = width - 1 - flipped[:, 0]
     return flipped
+
+
+def random_flip(image, landmarks68, rng: np.random.Generator, p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    "`(image, landmarks68)` flipped horizontally with probability `p` (one draw from `rng`); the image contiguous."
+    if rng.random() < p:
+        image, landmarks68 = image[:, ::-1], flip_landmarks68(landmarks68, np.shape(image)[1])
+    return np.ascontiguousarray(image), landmarks68
 
 
 class FlipTranslate:

@@ -33,15 +33,15 @@ from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
            'RELEASE_NAME', 'PRETRAINED_SPEC', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
-           'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'G2DConfig', 'training_faces',
-           'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D',
-           'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata', 'check_g2d_metadata', 'load_g2d',
-           'pretrained_folder', 'load_pretrained', 'load_model_spec', 'released_estimator', 'estimate_occlusion',
-           'encoder_folder', 'train_encoder_stage', 'centred', 'teacher_stage', 'training_features',
-           'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_stage',
-           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces',
-           'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli',
-           'verify_decision', 'configure_verify_cli']
+           'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'FLIP_PREFIX', 'G2DConfig',
+           'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets',
+           'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata',
+           'check_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec',
+           'released_estimator', 'estimate_occlusion', 'encoder_folder', 'train_encoder_stage', 'centred',
+           'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs',
+           'held_out_scores', 'calibrate_stage', 'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder',
+           'find_faces', 'embed_faces', 'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli',
+           'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
@@ -325,8 +325,9 @@ class G2D(nn.Module):
 
     @torch.no_grad()
     def embed(self, images, masks=None, landmarks=None, batch_size: int = 64,
-              representation: str = "discriminative") -> torch.Tensor:
-        "L2-normalised embeddings (N x D, CPU) of aligned faces; `masks` None: estimated by segmentation (see above)."
+              representation: str = "discriminative", flip_average: bool = False) -> torch.Tensor:
+        """L2-normalised embeddings (N x D, CPU) of aligned faces; `masks` None: estimated by segmentation;
+        `flip_average`: each face's and its mirror image's embeddings summed, then normalised (see above)."""
         x = self._faces(images)
         if masks is None:
             masks = self.occlusion_maps(x, landmarks)
@@ -342,8 +343,14 @@ class G2D(nn.Module):
         m = (m > 0.5).float()[:, None]
         self.eval()
         device = self.device
-        parts = [F.normalize(self.represent(xb.to(device), mb.to(device), representation), dim=1).cpu()
-                 for xb, mb in zip(x.split(batch_size), m.split(batch_size))]
+        def batch(xb: torch.Tensor, mb: torch.Tensor) -> torch.Tensor:
+            xb, mb = xb.to(device), mb.to(device)
+            raw = self.represent(xb, mb, representation)
+            if flip_average:
+                raw = raw + self.represent(xb.flip(-1), mb.flip(-1), representation)
+            return F.normalize(raw, dim=1).cpu()
+
+        parts = [batch(xb, mb) for xb, mb in zip(x.split(batch_size), m.split(batch_size))]
         return torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)
 
 # %% ../nbs/09_model.ipynb #75173f5c
@@ -652,9 +659,10 @@ def calibration_pairs(labels: np.ndarray, impostors: int, seed: int = 0) -> tupl
 
 
 def held_out_scores(model: G2D, held: FaceArrays, cfg: G2DConfig, impostors: int | None = None,
-                    representation: str = "discriminative") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    representation: str = "discriminative", flip_average: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{setting: (scores, genuine)} of held-out faces in UMR-UMP, UMR-MP and MR-MP: every same-identity pair and
-    `impostors` seeded different-identity pairs (default: as many as genuine pairs); one seeded mask per face."""
+    `impostors` seeded different-identity pairs (default: as many as genuine pairs); one seeded mask per face;
+    `flip_average`: `G2D.embed`'s test-time flip."""
     if len(held) < 3 or len(np.unique(held.labels)) < 2:
         raise G2DError(f"{len(held)} held-out faces of {len(np.unique(held.labels))} identities are too few to score")
     _, per_identity = np.unique(held.labels, return_counts=True)
@@ -664,8 +672,8 @@ def held_out_scores(model: G2D, held: FaceArrays, cfg: G2DConfig, impostors: int
         raise G2DError("the held-out faces give no genuine or no impostor pair")
     masked = MaskedTriplets(held, mask_templates_for(cfg), 1.0, "exact", False, 0.0, cfg.seed + 1)
     images, maps = map(np.stack, zip(*(masked.masked_face(i) for i in range(len(held)))))
-    clean = model.embed(held.images, np.zeros_like(maps), representation=representation)
-    occluded = model.embed(images, maps, representation=representation)
+    clean = model.embed(held.images, np.zeros_like(maps), representation=representation, flip_average=flip_average)
+    occluded = model.embed(images, maps, representation=representation, flip_average=flip_average)
     score = lambda a, b: (a[first] * b[second]).sum(1).numpy()
     return {"UMR-UMP": (score(clean, clean), genuine), "UMR-MP": (score(clean, occluded), genuine),
             "MR-MP": (score(occluded, occluded), genuine)}
@@ -794,13 +802,13 @@ class G2DEmbedder(FaceEmbedder):
     "A saved G2D model for `g2d.evaluate`: ArcFace-template crops at the model's size, maps given or estimated."
 
     def __init__(self, model: G2D, name: str = "g2d", occlusion: str = "given", batch_size: int = 64,
-                 representation: str = "discriminative"):
+                 representation: str = "discriminative", flip_average: bool = False):
         if occlusion not in OCCLUSION_POLICIES:
             raise ConfigError(f"occlusion policy must be one of {OCCLUSION_POLICIES}, got {occlusion!r}")
         if representation not in REPRESENTATIONS:
             raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         self.model, self.name, self.occlusion, self.batch_size = model, name, occlusion, batch_size
-        self.representation = representation
+        self.representation, self.flip_average = representation, bool(flip_average)
         self.requires_occlusion = occlusion == "given"
 
     def geometry(self) -> dict[str, Any]:
@@ -813,35 +821,39 @@ class G2DEmbedder(FaceEmbedder):
                 occlusions = np.zeros((len(faces), self.model.image_size, self.model.image_size), np.uint8)
         else:
             occlusions = estimate_occlusion(faces, estimator="learned" if self.occlusion == "learned" else "grabcut")
-        return self.model.embed(faces, occlusions, batch_size=self.batch_size, representation=self.representation)
+        return self.model.embed(faces, occlusions, batch_size=self.batch_size, representation=self.representation,
+                                flip_average=self.flip_average)
 
     def fingerprint(self) -> str:
         import hashlib
 
         estimated = {} if self.occlusion == "given" else {"maps": "estimated for every face"}  # not the protocol's
+        flipped = {"flip_average": True} if self.flip_average else {}  # (absent when off: earlier caches stay valid)
         digest = hashlib.sha256(json.dumps({"occlusion": self.occlusion, "size": self.model.image_size,
-                                            "representation": self.representation, **estimated}).encode())
+                                            "representation": self.representation, **estimated, **flipped}).encode())
         # the classifier plays no part in the embeddings
         return hash_weights(digest, self.model, skip=("classifier.",)).hexdigest()
 
 
-SEGMENT_PREFIX, LEARNED_PREFIX = "segment:", "learned:"
+SEGMENT_PREFIX, LEARNED_PREFIX, FLIP_PREFIX = "segment:", "learned:", "flip:"
 
 
-def _checkpoint_spec(spec: str) -> tuple[str, str]:
-    """(model folder, occlusion policy) of a model spec: `segment:M` estimates maps by GrabCut, `learned:M` by the
-    released estimator, plain `M` takes the protocol's maps; `pretrained` names the released weights' folder."""
-    path, policy = spec, "given"
+def _checkpoint_spec(spec: str) -> tuple[str, str, bool]:
+    """(model folder, occlusion policy, flip averaging) of a model spec: a leading `flip:` embeds with the test-time
+    flip; then `segment:M` estimates maps by GrabCut, `learned:M` by the released estimator, plain `M` takes the
+    protocol's maps; `pretrained` names the released weights' folder."""
+    flip = spec.startswith(FLIP_PREFIX)
+    path, policy = spec[len(FLIP_PREFIX):] if flip else spec, "given"
     for prefix, name in ((SEGMENT_PREFIX, "segment"), (LEARNED_PREFIX, "learned")):
-        if spec.startswith(prefix):
-            path, policy = spec[len(prefix):], name
-    return (str(pretrained_folder()) if path == PRETRAINED_SPEC else path), policy
+        if path.startswith(prefix):
+            path, policy = path[len(prefix):], name
+    return (str(pretrained_folder()) if path == PRETRAINED_SPEC else path), policy, flip
 
 
 def _load_embedder(spec: str, config: EvaluateConfig) -> G2DEmbedder:
-    path, policy = _checkpoint_spec(spec)
+    path, policy, flip = _checkpoint_spec(spec)
     model = load_g2d(path, pick_device(config.device))
-    return G2DEmbedder(model, name=spec, occlusion=policy, batch_size=config.batch_size)
+    return G2DEmbedder(model, name=spec, occlusion=policy, batch_size=config.batch_size, flip_average=flip)
 
 
 def _accepts(spec: str) -> bool:
@@ -851,6 +863,8 @@ def _accepts(spec: str) -> bool:
 register_model(_accepts, _load_embedder)
 register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
 register_model(LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
+register_model(FLIP_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
+register_model(FLIP_PREFIX + LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
 def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequence[str] | None = None,

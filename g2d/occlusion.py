@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, atomic_write_text, check_profile_name,
                       pick_device, publish_folder, seed_everything, usual_mode)
-from .masks import MASK_KINDS, MaskTemplates, RandomMasker, flip_landmarks68, resolve_mask_templates, segment_occlusion
+from .masks import MASK_KINDS, MaskTemplates, RandomMasker, random_flip, resolve_mask_templates, segment_occlusion
 from .training import Checkpointer, TrainingLog, fit
 from .training_faces import FaceArrays, TrainingFaces, union_training_faces
 
@@ -168,11 +168,10 @@ def occlusion_batch(faces: FaceArrays, index: Sequence[int], masker: RandomMaske
                     blur_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     "(x N x 3 x S x S in [0, 1]: faces masked or not, y N x 1 x S x S: their exact occlusion maps) (see above)."
     images, maps = [], []
-    size = faces.images.shape[1]
     for i in index:
         image, landmarks = faces.images[i], faces.landmarks[i]
-        if flip and rng.random() < 0.5:
-            image, landmarks = np.ascontiguousarray(image[:, ::-1]), flip_landmarks68(landmarks, size)
+        if flip:
+            image, landmarks = random_flip(image, landmarks, rng)
         masked = masker(image, landmarks, rng)
         picture = masked.image.astype(np.float32) / 255
         if masked.occlusion.any() and rng.random() < retexture_share:

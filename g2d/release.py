@@ -33,11 +33,12 @@ __all__ = ['ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_
            'faces_from_arrays', 'gpu_release_config', 'run_from_arrays', 'configure_cli']
 
 # %% ../nbs/09b_release.ipynb #22e28f33
-def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000) -> dict[str, float]:
-    "EER in % per setting (UMR-UMP, UMR-MP, MR-MP) of `model` on `faces` (see above)."
+def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000,
+                  flip_average: bool = False) -> dict[str, float]:
+    "EER in % per setting (UMR-UMP, UMR-MP, MR-MP) of `model` on `faces` (see above); `flip_average`: the test-time flip."
     from g2d.metrics import verification_metrics
 
-    scores = held_out_scores(model, faces, cfg, impostors)
+    scores = held_out_scores(model, faces, cfg, impostors, flip_average=flip_average)
     return {setting: round(100 * float(verification_metrics(s, genuine)["EER"]), 2) for setting, (s, genuine) in scores.items()}
 
 
@@ -86,7 +87,9 @@ class _AtSize:
     def __init__(self, recognizer: nn.Module, size: int):
         self.recognizer, self.size = recognizer, int(size)
 
-    def embed(self, images, masks=None, representation: str | None = None) -> torch.Tensor:
+    def embed(self, images, masks=None, representation: str | None = None, flip_average: bool = False) -> torch.Tensor:
+        if flip_average:
+            raise ConfigError("_AtSize reads each face once: no test-time flip")
         x = as_face_batch(images)  # the recognizer sees the masked pixels; it is given no occlusion map
         if x.shape[-1] != self.size:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False,
@@ -175,19 +178,27 @@ def plot_learning_curves(table, teacher_eer: float | None = None, path: str | os
     import matplotlib.pyplot as plt
 
     axes_names = list(dict.fromkeys(table["axis"]))
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(3.2 * len(axes_names), 3.4), sharey=True, squeeze=False)
-    for ax, name in zip(axes[0], axes_names):
+    columns = min(4, len(axes_names))
+    rows = -(-len(axes_names) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(axes_names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, axes_names):
         part = table[table["axis"] == name]
         x = np.arange(len(part))
+        names = list(part["row"])
+        shared = os.path.commonprefix(names) if len(names) > 1 else ""
+        shared = shared[:shared.rfind(", ") + 2] if ", " in shared else ""  # "release data, " said once, in the title
         for setting, colour in (("UMR-UMP", "tab:blue"), ("MR-MP", "tab:red")):
             ax.plot(x, part[f"held-out EER {setting}"], "o-", color=colour, label=f"held-out {setting}")
             ax.plot(x, part[f"training EER {setting}"], "o--", color=colour, mfc="none", label=f"training {setting}")
         if teacher_eer is not None:
             ax.axhline(teacher_eer, color="k", lw=1, ls=":", label="teacher, held-out UMR-UMP")
-        ax.set_xticks(x, part["row"], rotation=40, ha="right", fontsize=7)
-        ax.set_title(name, fontsize=9)
-    axes[0][0].set_ylabel("EER (%)")
-    axes[0][-1].legend(fontsize=6, loc="upper right")
+        ax.set_xticks(x, [n[len(shared):] for n in names], rotation=40, ha="right", fontsize=7)
+        ax.set_title(name + (f" ({shared.rstrip(', ')})" if shared and shared.rstrip(", ") not in name else ""), fontsize=9)
+    for row_axes in axes:
+        row_axes[0].set_ylabel("EER (%)")
+    axes.flat[0].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=130)
@@ -236,12 +247,16 @@ def curve_rows(profile: str) -> list[CurveRow]:
         CurveRow("release data, 30,000 steps", "steps (release data)", half, {**best, "steps": 30_000}),
         CurveRow("release data, 10,000 steps, weight decay 0.05", "steps (release data)", half,
                  {**best, "steps": 10_000, "weight_decay": 0.05}),
+        CurveRow("release data, 10,000 steps, weight decay 0.2", "steps (release data)", half,
+                 {**best, "steps": 10_000, "weight_decay": 0.2}),
         CurveRow("release data, 30,000 steps, weight decay 0.05", "steps (release data)", half,
                  {**best, "steps": 30_000, "weight_decay": 0.05}),
         CurveRow("release data, 10,000 steps, K = 8", "steps (release data)", {**half, "feature_draws": 8},
                  {**best, "steps": 10_000}),
         CurveRow("release data, 10,000 steps, width 64", "steps (release data)", half,
                  {**ADAMW, "width": 64, "steps": 10_000}),
+        CurveRow("release data, 30,000 steps, weight decay 0.05, width 64", "steps (release data)", half,
+                 {**ADAMW, "width": 64, "steps": 30_000, "weight_decay": 0.05}),
         CurveRow("K = 1", "feature draws", {"feature_draws": 1}, {**best, "steps": 3000}),
         CurveRow("K = 4", "feature draws", k4, {**best, "steps": 3000}),
         CurveRow("K = 8", "feature draws", {"feature_draws": 8}, {**best, "steps": 3000}),
