@@ -167,6 +167,22 @@ def test_evaluate_registry_and_occlusion_policy(trained):
         load_model(str(run))  # the run folder is not a model folder
 
 
+def test_flip_spec_embeds_a_face_and_its_mirror_alike(trained):
+    "`flip:` embeds with the test-time flip: a face and its mirror image (map mirrored too) embed the same."
+    _, run, _ = trained
+    plain, flipped = load_model(str(run / "model")), load_model("flip:" + str(run / "model"))
+    assert flipped.flip_average and not plain.flip_average and flipped.requires_occlusion
+    assert flipped.fingerprint() != plain.fingerprint()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    maps = np.zeros((3, 32, 32), np.uint8)
+    maps[:, 18:, 4:20] = 1  # a lopsided mask: the mirror image differs
+    mirrored = flipped.embed(np.ascontiguousarray(faces[:, :, ::-1]), np.ascontiguousarray(maps[:, :, ::-1]))
+    assert torch.allclose(flipped.embed(faces, maps), mirrored, atol=1e-5)
+    assert not torch.allclose(plain.embed(faces, maps), plain.embed(np.ascontiguousarray(faces[:, :, ::-1]),
+                                                                      np.ascontiguousarray(maps[:, :, ::-1])), atol=1e-5)
+
+
 def _frontal_landmarks(size):
     from g2d.synthetic import SyntheticFaces
 
