@@ -37,12 +37,15 @@ class G2DEmbeddingGraph(nn.Module):
 
     def __init__(self, model: G2D):
         super().__init__()
-        self.model = model
+        self.model, self.flip_average = model, bool(model.flip_average)  # as `G2D.embed` embeds by default
 
     def forward(self, face: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
         "`face` N x 3 x S x S in [0, 1] (RGB), `occlusion` N x 1 x S x S (> 0.5 = occluded) -> N x D unit embeddings."
         occluded = (occlusion > 0.5).to(face.dtype)
-        return F.normalize(self.model(face, occluded), dim=1)
+        raw = self.model(face, occluded)
+        if self.flip_average:  # the test-time flip: the mirror image (its map mirrored too) added
+            raw = raw + self.model(face.flip(-1), occluded.flip(-1))
+        return F.normalize(raw, dim=1)
 
 # %% ../nbs/09c_export.ipynb #2e971e63
 def synthetic_test_faces(n: int = 6, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +140,9 @@ def preprocessing_spec(model: G2D, source: str | None = None, opset: int | None 
                           "unmasked_face": "all zeros", "made_by": "see occlusion_estimator"},
         },
         "output": {"embedding": {"shape": ["batch", model.embedding_dim], "dtype": "float32",
-                                 "norm": "unit L2 norm (normalised inside the graph)"}},
+                                 "norm": "unit L2 norm (normalised inside the graph)",
+                                 "test_time_flip": "the face and its mirror image embedded and summed inside the graph"
+                                                   if model.flip_average else "none"}},
         "alignment": {
             "template": "g2d.core.CANONICAL_FIVE_POINTS_112 (the ArcFace 5-point template) scaled by size / 112",
             "size": size,

@@ -33,15 +33,16 @@ from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_
 # %% auto #0
 __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
            'RELEASE_NAME', 'PRETRAINED_SPEC', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
-           'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX', 'FLIP_PREFIX', 'G2DConfig',
-           'training_faces', 'mask_templates_for', 'MaskedTriplets', 'teacher_embedder', 'teacher_targets',
-           'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'read_g2d_metadata',
-           'check_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained', 'load_model_spec',
-           'released_estimator', 'estimate_occlusion', 'encoder_folder', 'train_encoder_stage', 'centred',
-           'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage', 'calibration_pairs',
-           'held_out_scores', 'calibrate_stage', 'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder',
-           'find_faces', 'embed_faces', 'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli',
-           'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
+           'INFERENCE_FIELDS', 'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX',
+           'FLIP_PREFIX', 'NOFLIP_PREFIX', 'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets',
+           'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint',
+           'save_g2d', 'read_g2d_metadata', 'check_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained',
+           'load_model_spec', 'released_estimator', 'estimate_occlusion', 'encoder_folder', 'train_encoder_stage',
+           'centred', 'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage',
+           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'learned_params', 'run_folder',
+           'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces', 'embed_photo_batches',
+           'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
+           'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
@@ -65,6 +66,7 @@ class G2DConfig(StageConfig):
     mask_templates: str = "auto"  # auto (the data root's MaskTheFace templates, else built-in masks) | builtin | a folder
     flip: bool = True
     max_shift: float = 0.06  # translation, a fraction of the side
+    test_time_flip: bool = False  # the saved model's default: embed each face and its mirror image (G2D.embed)
     feature_draws: int = 0  # 0: a new masked view of each face every epoch; K: K views per face, their encoder features cached
     encoder: dict = field(default_factory=dict)  # InpaintingConfig overrides
     reformer: dict = field(default_factory=dict)  # ReformerConfig overrides
@@ -214,12 +216,20 @@ class MaskedTriplets(Dataset):
         "Draws so far whose face could not carry a mask (left unmasked), in this process and its loader workers."
         return int(self._unmaskable.sum())
 
+    def view(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        "Face `i` flipped and shifted by `rng`, before its mask: (image S x S x 3 uint8, 68 landmarks)."
+        return self.augment(self.faces.images[i], self.faces.landmarks[i], rng)
+
+    def clean_face(self, i: int) -> np.ndarray:
+        "Face `i` of this epoch as `masked_face` draws it, without the mask (S x S x 3 uint8)."
+        return self.view(i, np.random.default_rng([self.seed, self.epoch, i]))[0]
+
     def masked_face(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         "Face `i` of this epoch: (masked image S x S x 3 uint8, occlusion S x S uint8)."
         from g2d.masks import segment_occlusion
 
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        image, landmarks = self.augment(self.faces.images[i], self.faces.landmarks[i], rng)
+        image, landmarks = self.view(i, rng)
         failures = self.masker.failures
         masked = self.masker(image, landmarks, rng)
         if self.masker.failures > failures:
@@ -271,6 +281,7 @@ class G2D(nn.Module):
         if reformer.in_channels != encoder.feature_channels:
             raise G2DError(f"the reformer takes {reformer.in_channels} channels, the encoder gives {encoder.feature_channels}")
         self.encoder, self.reformer, self.classifier, self.image_size = encoder, reformer, classifier, int(image_size)
+        self.flip_average = False  # `embed`'s default test-time flip (a saved model's `test_time_flip`)
         freeze(self.encoder)
 
     @property
@@ -325,9 +336,11 @@ class G2D(nn.Module):
 
     @torch.no_grad()
     def embed(self, images, masks=None, landmarks=None, batch_size: int = 64,
-              representation: str = "discriminative", flip_average: bool = False) -> torch.Tensor:
+              representation: str = "discriminative", flip_average: bool | None = None) -> torch.Tensor:
         """L2-normalised embeddings (N x D, CPU) of aligned faces; `masks` None: estimated by segmentation;
-        `flip_average`: each face's and its mirror image's embeddings summed, then normalised (see above)."""
+        `flip_average`: each face's and its mirror image's embeddings summed, then normalised (see above); None:
+        the model's own default (`self.flip_average`, from its configuration's `test_time_flip` when loaded)."""
+        flip_average = self.flip_average if flip_average is None else bool(flip_average)
         x = self._faces(images)
         if masks is None:
             masks = self.occlusion_maps(x, landmarks)
@@ -486,6 +499,7 @@ def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G
     except RuntimeError as e:
         raise G2DCheckpointError(f"the tensors in {folder} do not fit the model its {G2D_METADATA} describes: {e}") from e
     model.metadata = metadata
+    model.flip_average = G2DConfig.from_params(metadata["config"]).test_time_flip  # as its thresholds were calibrated
     freeze(model)
     return model.to(device)
 
@@ -659,10 +673,10 @@ def calibration_pairs(labels: np.ndarray, impostors: int, seed: int = 0) -> tupl
 
 
 def held_out_scores(model: G2D, held: FaceArrays, cfg: G2DConfig, impostors: int | None = None,
-                    representation: str = "discriminative", flip_average: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                    representation: str = "discriminative", flip_average: bool | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{setting: (scores, genuine)} of held-out faces in UMR-UMP, UMR-MP and MR-MP: every same-identity pair and
     `impostors` seeded different-identity pairs (default: as many as genuine pairs); one seeded mask per face;
-    `flip_average`: `G2D.embed`'s test-time flip."""
+    `flip_average`: `G2D.embed`'s test-time flip (None: the model's own default)."""
     if len(held) < 3 or len(np.unique(held.labels)) < 2:
         raise G2DError(f"{len(held)} held-out faces of {len(np.unique(held.labels))} identities are too few to score")
     _, per_identity = np.unique(held.labels, return_counts=True)
@@ -704,6 +718,14 @@ SPEED_ONLY_FIELDS: tuple[str, ...] = ("num_workers",)
 #: G2DConfig fields that say where things are, not what is learned (the data's fingerprints are hashed by each
 #: stage): left out of the run folder's hash, so a run is found again whatever path names its cache or data.
 LOCATION_FIELDS: tuple[str, ...] = ("data_root", "cache_dir")
+#: G2DConfig fields that decide how the trained model embeds, not what it learns: left out of the run folder's hash
+#: too (the calibration stage, rerun by every `train_g2d` call, measures the thresholds with them).
+INFERENCE_FIELDS: tuple[str, ...] = ("test_time_flip",)
+
+
+def learned_params(cfg: G2DConfig) -> dict[str, Any]:
+    "`cfg`'s parameters that decide what a run learns (not `LOCATION_FIELDS` nor `INFERENCE_FIELDS`): what run folders hash."
+    return {k: v for k, v in cfg.to_params().items() if k not in LOCATION_FIELDS + INFERENCE_FIELDS}
 
 
 def run_folder(cfg: G2DConfig) -> Path:
@@ -712,15 +734,16 @@ def run_folder(cfg: G2DConfig) -> Path:
     import hashlib
     from g2d.core import cache_root
 
-    resolved = [{k: v for k, v in cfg.to_params().items() if k not in LOCATION_FIELDS}] + [
+    resolved = [learned_params(cfg)] + [
         {k: v for k, v in c.to_params().items() if k not in SPEED_ONLY_FIELDS}
                                     for c in (cfg.encoder_config(), cfg.reformer_config(), cfg.classifier_config())]
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True).encode()).hexdigest()[:12]
     return cache_root(cfg.cache_dir) / "g2d-runs" / f"{cfg.profile}-{digest}"
 
 
-#: G2DConfig fields a run folder may be resumed with a different value of (where things are; which device).
-RESUMABLE_CHANGES: tuple[str, ...] = LOCATION_FIELDS + ("device",)
+#: G2DConfig fields a run folder may be resumed with a different value of (where things are; how the model embeds;
+#: which device).
+RESUMABLE_CHANGES: tuple[str, ...] = LOCATION_FIELDS + INFERENCE_FIELDS + ("device",)
 
 
 def prepare_run_folder(cfg: G2DConfig, run_dir, overwrite: bool = False) -> Path:
@@ -782,6 +805,7 @@ def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress:
 
     classifier = train_classifier_stage(cfg, run_dir, faces, encoder, reformer, progress) if wanted("classifier") else None
     model = G2D(encoder, reformer, classifier, cfg.encoder_config().image_size)
+    model.flip_average = cfg.test_time_flip  # the thresholds are calibrated as the saved model will embed
     thresholds = {}
     if wanted("calibrate"):
         began = time.perf_counter()
@@ -802,13 +826,15 @@ class G2DEmbedder(FaceEmbedder):
     "A saved G2D model for `g2d.evaluate`: ArcFace-template crops at the model's size, maps given or estimated."
 
     def __init__(self, model: G2D, name: str = "g2d", occlusion: str = "given", batch_size: int = 64,
-                 representation: str = "discriminative", flip_average: bool = False):
+                 representation: str = "discriminative", flip_average: bool | None = None):
         if occlusion not in OCCLUSION_POLICIES:
             raise ConfigError(f"occlusion policy must be one of {OCCLUSION_POLICIES}, got {occlusion!r}")
         if representation not in REPRESENTATIONS:
             raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         self.model, self.name, self.occlusion, self.batch_size = model, name, occlusion, batch_size
-        self.representation, self.flip_average = representation, bool(flip_average)
+        # None: the model's own default (its `test_time_flip`); the fingerprint names the effective choice
+        self.representation = representation
+        self.flip_average = model.flip_average if flip_average is None else bool(flip_average)
         self.requires_occlusion = occlusion == "given"
 
     def geometry(self) -> dict[str, Any]:
@@ -835,15 +861,18 @@ class G2DEmbedder(FaceEmbedder):
         return hash_weights(digest, self.model, skip=("classifier.",)).hexdigest()
 
 
-SEGMENT_PREFIX, LEARNED_PREFIX, FLIP_PREFIX = "segment:", "learned:", "flip:"
+SEGMENT_PREFIX, LEARNED_PREFIX, FLIP_PREFIX, NOFLIP_PREFIX = "segment:", "learned:", "flip:", "noflip:"
 
 
-def _checkpoint_spec(spec: str) -> tuple[str, str, bool]:
+def _checkpoint_spec(spec: str) -> tuple[str, str, bool | None]:
     """(model folder, occlusion policy, flip averaging) of a model spec: a leading `flip:` embeds with the test-time
-    flip; then `segment:M` estimates maps by GrabCut, `learned:M` by the released estimator, plain `M` takes the
-    protocol's maps; `pretrained` names the released weights' folder."""
-    flip = spec.startswith(FLIP_PREFIX)
-    path, policy = spec[len(FLIP_PREFIX):] if flip else spec, "given"
+    flip, `noflip:` without it, neither as the model was saved (None); then `segment:M` estimates maps by GrabCut,
+    `learned:M` by the released estimator, plain `M` takes the protocol's maps; `pretrained` names the released
+    weights' folder."""
+    flip, path, policy = None, spec, "given"
+    for prefix, choice in ((FLIP_PREFIX, True), (NOFLIP_PREFIX, False)):
+        if path.startswith(prefix):
+            flip, path = choice, path[len(prefix):]
     for prefix, name in ((SEGMENT_PREFIX, "segment"), (LEARNED_PREFIX, "learned")):
         if path.startswith(prefix):
             path, policy = path[len(prefix):], name
@@ -863,8 +892,9 @@ def _accepts(spec: str) -> bool:
 register_model(_accepts, _load_embedder)
 register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
 register_model(LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
-register_model(FLIP_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
-register_model(FLIP_PREFIX + LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
+for _flip in (FLIP_PREFIX, NOFLIP_PREFIX):
+    register_model(_flip + PRETRAINED_SPEC, _load_embedder, replace=True)
+    register_model(_flip + LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
 def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequence[str] | None = None,

@@ -15,26 +15,28 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset
 
 from .core import (ConfigError, G2DError, RunManifest, atomic_write_json, atomic_write_text, cache_root, pick_device,
                       publish_folder)
-from .featurecache import feature_cache
-from .model import (G2D, LOCATION_FIELDS, G2DConfig, MaskedTriplets, held_out_scores, load_g2d, pretrained_folder, save_g2d,
+from .featurecache import EncoderFeatures, feature_cache
+from .model import (G2D, G2DConfig, MaskedTriplets, centred, held_out_scores, learned_params, load_g2d, pretrained_folder, save_g2d,
                        teacher_stage, train_encoder_stage, train_g2d, training_faces)
 from .reformer import PixelEncoder, freeze, train_reformer
 from .teacher import as_face_batch
 from .training_faces import FaceArrays, TrainingFaces
 
 # %% auto #0
-__all__ = ['ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_OVERRIDES', 'held_out_eers',
-           'teacher_held_out_eers', 'training_probe', 'input_size_eers', 'CurveRow', 'run_curve_row', 'learning_curves',
-           'plot_learning_curves', 'curve_rows', 'release_config', 'train_release', 'publish_release',
-           'stage_training_seconds', 'markdown_table', 'thresholds_table', 'model_card', 'pack_release_arrays',
-           'faces_from_arrays', 'gpu_release_config', 'run_from_arrays', 'configure_cli']
+__all__ = ['TEACHINGS', 'ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_OVERRIDES', 'held_out_eers',
+           'teacher_held_out_eers', 'training_probe', 'input_size_eers', 'MixedTriplets', 'view_targets', 'RowIndexed',
+           'CurveRow', 'run_curve_row', 'learning_curves', 'plot_learning_curves', 'curve_rows', 'release_config',
+           'train_release', 'publish_release', 'stage_training_seconds', 'markdown_table', 'thresholds_table',
+           'model_card', 'pack_release_arrays', 'faces_from_arrays', 'gpu_release_config', 'run_from_arrays',
+           'configure_cli']
 
 # %% ../nbs/09b_release.ipynb #22e28f33
 def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000,
-                  flip_average: bool = False) -> dict[str, float]:
+                  flip_average: bool | None = None) -> dict[str, float]:
     "EER in % per setting (UMR-UMP, UMR-MP, MR-MP) of `model` on `faces` (see above); `flip_average`: the test-time flip."
     from g2d.metrics import verification_metrics
 
@@ -87,7 +89,7 @@ class _AtSize:
     def __init__(self, recognizer: nn.Module, size: int):
         self.recognizer, self.size = recognizer, int(size)
 
-    def embed(self, images, masks=None, representation: str | None = None, flip_average: bool = False) -> torch.Tensor:
+    def embed(self, images, masks=None, representation: str | None = None, flip_average: bool | None = None) -> torch.Tensor:
         if flip_average:
             raise ConfigError("_AtSize reads each face once: no test-time flip")
         x = as_face_batch(images)  # the recognizer sees the masked pixels; it is given no occlusion map
@@ -104,7 +106,67 @@ def input_size_eers(recognizer: nn.Module, faces: FaceArrays, cfg: G2DConfig, si
         raise ConfigError(f"sizes must be at least 8 px, got {list(sizes)}")
     return {int(s): held_out_eers(_AtSize(recognizer, s), faces, cfg, impostors) for s in sizes}
 
+# %% ../nbs/09b_release.ipynb #de2ba0a9
+class MixedTriplets(MaskedTriplets):
+    "`MaskedTriplets` of blended faces: face i mixed with a seeded partner by a seeded uniform weight (see above)."
+
+    def view(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        partner, weight = int(rng.integers(len(self.faces))), float(rng.uniform())
+        image = (weight * self.faces.images[i].astype(np.float32)
+                 + (1 - weight) * self.faces.images[partner].astype(np.float32))
+        landmarks = weight * self.faces.landmarks[i] + (1 - weight) * self.faces.landmarks[partner]
+        return self.augment(np.round(image).astype(np.uint8), landmarks, rng)
+
+    def description(self) -> dict:
+        return {**super().description(), "mixed": "a seeded partner, a seeded uniform weight"}
+
+
+def view_targets(views: MaskedTriplets, draws: int, recognizer: nn.Module, path: str | os.PathLike,
+                 batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+    """`recognizer`'s unit embeddings (a `g2d.teacher.Teacher` reading the views at their own size) of every view of
+    epochs 0..`draws`-1 without its mask, row `draw * len(views) + i` for face i (the feature cache's order); cached
+    in `path` (.npy, written atomically)."""
+    from tqdm.auto import tqdm
+    from g2d.core import atomic_write
+
+    path = Path(path)
+    if path.is_file():
+        return torch.from_numpy(np.load(path))
+    n, parts = len(views), []
+    with tqdm(total=draws * n, desc="teacher on each view", unit="view", disable=not progress) as bar:
+        for draw in range(draws):
+            views.set_epoch(draw)
+            for start in range(0, n, batch_size):
+                faces = np.stack([views.clean_face(i) for i in range(start, min(start + batch_size, n))])
+                parts.append(_AtSize(recognizer, faces.shape[1]).embed(faces))
+                bar.update(len(faces))
+    targets = torch.cat(parts).float()
+    with atomic_write(path, "wb") as f:
+        np.save(f, targets.numpy())
+    return targets
+
+
+class RowIndexed(Dataset):
+    "A feature cache whose items carry their row instead of their face: each view has its own teacher target."
+
+    def __init__(self, features: EncoderFeatures):
+        self.features = features
+
+    @property
+    def feature_channels(self) -> int:
+        return self.features.feature_channels
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, row: int):
+        feature, label, _ = self.features[row]
+        return feature, label, row
+
 # %% ../nbs/09b_release.ipynb #4c2def3b
+TEACHINGS: tuple[str, ...] = ("faces", "views", "mixed views")
+
+
 @dataclass(frozen=True)
 class CurveRow:
     "One learning-curve row (see above)."
@@ -113,18 +175,23 @@ class CurveRow:
     g2d: dict = field(default_factory=dict)
     reformer: dict = field(default_factory=dict)
     front: str = "encoder"  # "encoder" (E) | "pixels" (no E: the diagnostic)
+    teaching: str = "faces"  # the teacher's targets: "faces" (each face once) | "views" | "mixed views" (see above)
 
     def __post_init__(self):
         if self.front not in ("encoder", "pixels"):
             raise ConfigError(f"front must be 'encoder' or 'pixels', got {self.front!r}")
+        if self.teaching not in TEACHINGS:
+            raise ConfigError(f"teaching must be one of {TEACHINGS}, got {self.teaching!r}")
+        if self.teaching != "faces" and self.g2d.get("teacher") != "sface":
+            raise ConfigError(f"teaching {self.teaching!r} needs a teacher that reads g2d's own crops: g2d={{'teacher': 'sface'}}")
 
 
 def _row_folder(base: G2DConfig, row: CurveRow) -> Path:
     import hashlib
 
-    learned = {k: v for k, v in base.to_params().items() if k not in LOCATION_FIELDS}  # not where the data or cache is
-    digest = hashlib.sha256(json.dumps([learned, row.g2d, row.reformer, row.front], sort_keys=True,
-                                       default=str).encode()).hexdigest()[:16]
+    # what the row learns: not where the data or cache is, nor how the model embeds
+    named = [learned_params(base), row.g2d, row.reformer, row.front] + ([row.teaching] if row.teaching != "faces" else [])
+    digest = hashlib.sha256(json.dumps(named, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_root(base.cache_dir) / "curves" / digest  # named by configuration: equal rows train once
 
 
@@ -137,18 +204,26 @@ def run_curve_row(base: G2DConfig, row: CurveRow, progress: bool = True) -> dict
     began = time.perf_counter()
     faces = training_faces(cfg)
     encoder = train_encoder_stage(cfg, folder, faces, progress) if row.front == "encoder" else PixelEncoder()
-    targets = teacher_stage(cfg, folder, faces, progress)
-    views = MaskedTriplets.from_config(faces.train, cfg)
+    views = (MixedTriplets if row.teaching == "mixed views" else MaskedTriplets).from_config(faces.train, cfg)
     features = feature_cache(encoder, views, max(1, cfg.feature_draws), faces.fingerprint, views.description(),
                              cfg.cache_dir, device=pick_device(cfg.device), progress=progress)
+    if row.teaching == "faces":
+        data, targets = features, teacher_stage(cfg, folder, faces, progress)
+    else:  # each view its own target (SFace, checked by CurveRow), centred as teacher_stage centres
+        from g2d.teacher import SFaceTeacher
+
+        targets = view_targets(views, features.draws, SFaceTeacher(cache_dir=cfg.cache_dir), folder / "view_targets.npy",
+                               progress=progress)
+        data, targets = RowIndexed(features), (centred(targets) if cfg.centre_teacher else targets)
     prepared = time.perf_counter()
     rcfg = cfg.reformer_config().replace(**row.reformer)
-    reformer, _, log = train_reformer(rcfg, None, features, targets, folder / "reformer", faces.num_identities,
+    reformer, _, log = train_reformer(rcfg, None, data, targets, folder / "reformer", faces.num_identities,
                                       pick_device(cfg.device), progress)
     trained = time.perf_counter()
     model = G2D(encoder, freeze(reformer), None, cfg.encoder_config().image_size)
     frame = log.to_frame()
-    result = {"row": row.name, "axis": row.axis, "front": row.front, "g2d": row.g2d, "reformer": row.reformer,
+    result = {"row": row.name, "axis": row.axis, "front": row.front, "teaching": row.teaching, "g2d": row.g2d,
+              "reformer": row.reformer,
               "train_faces": len(faces.train), "train_identities": faces.num_identities,
               "steps": rcfg.steps, "draws": features.draws,
               "first_loss_end": round(float(frame["first"].iloc[-min(100, len(frame)):].mean()), 4),
@@ -264,13 +339,21 @@ def curve_rows(profile: str) -> list[CurveRow]:
         CurveRow("SFace teacher", "teacher", {**k4, "teacher": "sface"}, {**best, "steps": 3000}),
         CurveRow("W regression", "reading of W", k4, {**best, "steps": 3000}),
         CurveRow("W identity CE", "reading of W", {**k4, "first_order": "ce"}, {**best, "steps": 3000}),
+        CurveRow("SFace on each face", "teaching (SFace)", {**k4, "teacher": "sface"}, {**best, "steps": 3000}),
+        CurveRow("SFace on each view", "teaching (SFace)", {**k4, "teacher": "sface"}, {**best, "steps": 3000},
+                 teaching="views"),
+        CurveRow("SFace on each mixed view", "teaching (SFace)", {**k4, "teacher": "sface"}, {**best, "steps": 3000},
+                 teaching="mixed views"),
+        CurveRow("SFace on each mixed view, 10,000 steps", "teaching (SFace)", {**k4, "teacher": "sface"},
+                 {**best, "steps": 10_000}, teaching="mixed views"),
     ]
 
 # %% ../nbs/09b_release.ipynb #2e94b159
 #: What the release changes from its profile, per profile (chosen from the learning curves; see "Measured").
 RELEASE_OVERRIDES: dict[str, dict[str, Any]] = {
-    "smoke": dict(feature_draws=2, reformer=dict(optimizer="adamw", lr=1e-3, schedule="cosine", steps=40)),
-    "cpu": dict(feature_draws=4, train_datasets=UNION, mask_probability=0.5,
+    "smoke": dict(feature_draws=2, test_time_flip=True,
+                  reformer=dict(optimizer="adamw", lr=1e-3, schedule="cosine", steps=40)),
+    "cpu": dict(feature_draws=4, train_datasets=UNION, mask_probability=0.5, test_time_flip=True,
                 reformer=dict(width=32, optimizer="adamw", lr=1e-3, weight_decay=0.05, schedule="cosine", steps=30_000)),
 }
 
@@ -344,6 +427,14 @@ def thresholds_table(thresholds: dict[str, Any]) -> str:
     return markdown_table(rows) if rows else "not calibrated"
 
 
+def _flip_sentence(flip: bool) -> str:
+    if not flip:
+        return "Each face is embedded once (no test-time flip)."
+    return ("By default each face and its mirror image are embedded and the two summed (the test-time flip, "
+            "`test_time_flip`; the thresholds below are calibrated with it); `embed(..., flip_average=False)` or "
+            "`--model noflip:pretrained` embeds each face once, twice as fast.")
+
+
 def model_card(facts: dict[str, Any]) -> str:
     "The released model's card (markdown) from measured `facts` (keys as in the experiment notebook)."
     data = facts.get("data", {})
@@ -355,7 +446,8 @@ prior, guided upsampler) that reads a masked, aligned face and its occlusion map
 distilled from a pretrained face recognizer (the teacher). Input: {facts['image_size']} x {facts['image_size']} RGB
 faces aligned to the ArcFace 5-point template (`g2d.evaluate.template_crop`, or `g2d embed` on photos) and a binary
 occlusion map of the same size (1 = occluded). Output: a {facts['embedding_dim']}-d unit embedding; compare two with the
-cosine similarity. Load it with `g2d.model.load_pretrained()` or `--model pretrained`.
+cosine similarity. {_flip_sentence(facts.get('test_time_flip', False))} Load it with `g2d.model.load_pretrained()` or
+`--model pretrained`.
 
 **Trained on.** {data.get('summary', '')}
 

@@ -183,6 +183,29 @@ def test_flip_spec_embeds_a_face_and_its_mirror_alike(trained):
                                                                       np.ascontiguousarray(maps[:, :, ::-1])), atol=1e-5)
 
 
+
+def test_test_time_flip_recalibrates_without_training(trained, tmp_path):
+    "`test_time_flip` on a finished run: same run folder, nothing retrained, thresholds measured with the flip, flip by default."
+    import shutil
+    from g2d.model import calibrate_stage, run_folder
+
+    cfg, run, model = trained
+    flipping = cfg.replace(test_time_flip=True)
+    assert run_folder(flipping) == run_folder(cfg)
+    shutil.copytree(run, tmp_path / "run")
+    flipped = train_g2d(flipping, tmp_path / "run", progress=False)
+    assert flipped.flip_average and load_g2d(tmp_path / "run" / "model").flip_average and not model.flip_average
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, flipped.state_dict()[name]), name
+    faces, zeros = training_faces(cfg).held.images[:4], np.zeros((4, 32, 32))
+    assert torch.allclose(flipped.embed(faces, zeros), model.embed(faces, zeros, flip_average=True), atol=1e-6)
+    assert torch.allclose(flipped.embed(faces, zeros, flip_average=False), model.embed(faces, zeros), atol=1e-6)
+    thresholds = flipped.metadata["thresholds"]
+    assert calibrate_stage(flipping, flipped, training_faces(cfg))["0.01"] == thresholds["0.01"]
+    assert thresholds["0.01"] != model.metadata["thresholds"]["0.01"]
+    # `noflip:` gives the model trained without the flip back, to the embedding cache's fingerprint
+    assert load_model("noflip:" + str(tmp_path / "run" / "model")).fingerprint() == load_model(str(run / "model")).fingerprint()
+
 def _frontal_landmarks(size):
     from g2d.synthetic import SyntheticFaces
 
