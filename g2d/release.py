@@ -121,15 +121,19 @@ class MixedTriplets(MaskedTriplets):
         return {**super().description(), "mixed": "a seeded partner, a seeded uniform weight"}
 
 
-def view_targets(views: MaskedTriplets, draws: int, recognizer: nn.Module, path: str | os.PathLike,
-                 batch_size: int = 256, progress: bool = True) -> torch.Tensor:
+def view_targets(views: MaskedTriplets, draws: int, recognizer: nn.Module, faces_fingerprint: str,
+                 cache_dir: str | os.PathLike | None = None, batch_size: int = 256, progress: bool = True) -> torch.Tensor:
     """`recognizer`'s unit embeddings (a `g2d.teacher.Teacher` reading the views at their own size) of every view of
     epochs 0..`draws`-1 without its mask, row `draw * len(views) + i` for face i (the feature cache's order); cached
-    in `path` (.npy, written atomically)."""
+    under `<cache root>/view-targets/`, named by the faces, the views, `draws` and the recognizer's weights (.npy,
+    written atomically), so rows that differ only in the reformer compute them once."""
+    import hashlib
     from tqdm.auto import tqdm
     from g2d.core import atomic_write
 
-    path = Path(path)
+    named = [faces_fingerprint, views.description(), int(draws), recognizer.weights_fingerprint()]
+    digest = hashlib.sha256(json.dumps(named, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_root(cache_dir) / "view-targets" / f"{digest}.npy"
     if path.is_file():
         return torch.from_numpy(np.load(path))
     n, parts = len(views), []
@@ -212,8 +216,8 @@ def run_curve_row(base: G2DConfig, row: CurveRow, progress: bool = True) -> dict
     else:  # each view its own target (SFace, checked by CurveRow), centred as teacher_stage centres
         from g2d.teacher import SFaceTeacher
 
-        targets = view_targets(views, features.draws, SFaceTeacher(cache_dir=cfg.cache_dir), folder / "view_targets.npy",
-                               progress=progress)
+        targets = view_targets(views, features.draws, SFaceTeacher(cache_dir=cfg.cache_dir), faces.fingerprint,
+                               cfg.cache_dir, progress=progress)
         data, targets = RowIndexed(features), (centred(targets) if cfg.centre_teacher else targets)
     prepared = time.perf_counter()
     rcfg = cfg.reformer_config().replace(**row.reformer)
@@ -346,6 +350,10 @@ def curve_rows(profile: str) -> list[CurveRow]:
                  teaching="mixed views"),
         CurveRow("SFace on each mixed view, 10,000 steps", "teaching (SFace)", {**k4, "teacher": "sface"},
                  {**best, "steps": 10_000}, teaching="mixed views"),
+        CurveRow("release data, SFace on each face, 10,000 steps", "teaching (SFace)", {**half, "teacher": "sface"},
+                 {**best, "steps": 10_000, "weight_decay": 0.05}),
+        CurveRow("release data, SFace on each mixed view, 10,000 steps", "teaching (SFace)", {**half, "teacher": "sface"},
+                 {**best, "steps": 10_000, "weight_decay": 0.05}, teaching="mixed views"),
     ]
 
 # %% ../nbs/09b_release.ipynb #2e94b159
