@@ -42,10 +42,7 @@ class G2DEmbeddingGraph(nn.Module):
     def forward(self, face: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
         "`face` N x 3 x S x S in [0, 1] (RGB), `occlusion` N x 1 x S x S (> 0.5 = occluded) -> N x D unit embeddings."
         occluded = (occlusion > 0.5).to(face.dtype)
-        raw = self.model(face, occluded)
-        if self.flip_average:  # the test-time flip: the mirror image (its map mirrored too) added
-            raw = raw + self.model(face.flip(-1), occluded.flip(-1))
-        return F.normalize(raw, dim=1)
+        return F.normalize(self.model.represent(face, occluded, flip_average=self.flip_average), dim=1)
 
 # %% ../nbs/09c_export.ipynb #2e971e63
 def synthetic_test_faces(n: int = 6, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -326,13 +326,18 @@ class G2D(nn.Module):
             raise G2DInputError(f"{len(landmarks)} landmark sets for {len(x)} faces")
         return grabcut_estimator(x, landmarks)
 
-    def represent(self, x: torch.Tensor, m: torch.Tensor, representation: str = "discriminative") -> torch.Tensor:
-        "R(E(x, m)) (`discriminative`), or the flattened generative representation E(x, m) (`generative`: Tab 3's G2D without reformer)."
+    def represent(self, x: torch.Tensor, m: torch.Tensor, representation: str = "discriminative",
+                  flip_average: bool = False) -> torch.Tensor:
+        """R(E(x, m)) (`discriminative`), or the flattened generative representation E(x, m) (`generative`: Tab 3's G2D
+        without reformer), unnormalised; `flip_average`: plus the same of the mirror images (maps mirrored too)."""
         if representation == "discriminative":
-            return self(x, m)
-        if representation == "generative":
-            return self.encoder(x, m).flatten(1)
-        raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
+            once = self
+        elif representation == "generative":
+            once = lambda a, b: self.encoder(a, b).flatten(1)
+        else:
+            raise ConfigError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
+        raw = once(x, m)
+        return raw + once(x.flip(-1), m.flip(-1)) if flip_average else raw
 
     @torch.no_grad()
     def embed(self, images, masks=None, landmarks=None, batch_size: int = 64,
@@ -358,10 +363,7 @@ class G2D(nn.Module):
         device = self.device
         def batch(xb: torch.Tensor, mb: torch.Tensor) -> torch.Tensor:
             xb, mb = xb.to(device), mb.to(device)
-            raw = self.represent(xb, mb, representation)
-            if flip_average:
-                raw = raw + self.represent(xb.flip(-1), mb.flip(-1), representation)
-            return F.normalize(raw, dim=1).cpu()
+            return F.normalize(self.represent(xb, mb, representation, flip_average), dim=1).cpu()
 
         parts = [batch(xb, mb) for xb, mb in zip(x.split(batch_size), m.split(batch_size))]
         return torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)

@@ -136,13 +136,13 @@ def view_targets(views: MaskedTriplets, draws: int, recognizer: nn.Module, faces
     path = cache_root(cache_dir) / "view-targets" / f"{digest}.npy"
     if path.is_file():
         return torch.from_numpy(np.load(path))
-    n, parts = len(views), []
+    n, parts, reader = len(views), [], _AtSize(recognizer, views.faces.images.shape[1])
     with tqdm(total=draws * n, desc="teacher on each view", unit="view", disable=not progress) as bar:
         for draw in range(draws):
             views.set_epoch(draw)
             for start in range(0, n, batch_size):
                 faces = np.stack([views.clean_face(i) for i in range(start, min(start + batch_size, n))])
-                parts.append(_AtSize(recognizer, faces.shape[1]).embed(faces))
+                parts.append(reader.embed(faces))
                 bar.update(len(faces))
     targets = torch.cat(parts).float()
     with atomic_write(path, "wb") as f:

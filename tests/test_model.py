@@ -183,7 +183,6 @@ def test_flip_spec_embeds_a_face_and_its_mirror_alike(trained):
                                                                       np.ascontiguousarray(maps[:, :, ::-1])), atol=1e-5)
 
 
-
 def test_test_time_flip_recalibrates_without_training(trained, tmp_path):
     "`test_time_flip` on a finished run: same run folder, nothing retrained, thresholds measured with the flip, flip by default."
     import shutil
@@ -205,6 +204,7 @@ def test_test_time_flip_recalibrates_without_training(trained, tmp_path):
     assert thresholds["0.01"] != model.metadata["thresholds"]["0.01"]
     # `noflip:` gives the model trained without the flip back, to the embedding cache's fingerprint
     assert load_model("noflip:" + str(tmp_path / "run" / "model")).fingerprint() == load_model(str(run / "model")).fingerprint()
+
 
 def _frontal_landmarks(size):
     from g2d.synthetic import SyntheticFaces
