@@ -326,8 +326,10 @@ def _load_sface(flip: bool) -> ModelLoader:
     def load(spec: str, config: EvaluateConfig) -> FaceEmbedder:
         from g2d.teacher import SFaceTeacher
 
-        return TemplateEmbedder(SFaceTeacher(flip_average=flip, batch_size=config.batch_size,
-                                             cache_dir=config.cache_dir), name=spec)
+        from g2d.core import pick_device
+
+        teacher = SFaceTeacher(flip_average=flip, batch_size=config.batch_size).to(pick_device(config.device)).eval()
+        return TemplateEmbedder(teacher, name=spec)
     return load
 
 

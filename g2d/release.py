@@ -216,7 +216,7 @@ def run_curve_row(base: G2DConfig, row: CurveRow, progress: bool = True) -> dict
     else:  # each view its own target (SFace, checked by CurveRow), centred as teacher_stage centres
         from g2d.teacher import SFaceTeacher
 
-        targets = view_targets(views, features.draws, SFaceTeacher(cache_dir=cfg.cache_dir), faces.fingerprint,
+        targets = view_targets(views, features.draws, SFaceTeacher(), faces.fingerprint,
                                cfg.cache_dir, progress=progress)
         data, targets = RowIndexed(features), (centred(targets) if cfg.centre_teacher else targets)
     prepared = time.perf_counter()

