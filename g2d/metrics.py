@@ -17,8 +17,8 @@ from .core import G2DError, atomic_write_text
 __all__ = ['METRIC_COLUMNS', 'EXTRA_COLUMNS', 'TRANSFER_TARGETS', 'MetricsInputError', 'check_scores', 'VerificationCurve',
            'verification_curve', 'error_rates_at', 'best_accuracy', 'equal_error_rate', 'fisher_discriminant_ratio',
            'threshold_at_fmr', 'fnmr_at_fmr', 'transferred_error_rates', 'verification_metrics', 'kfold_accuracy',
-           'bootstrap_metrics', 'metrics_table', 'format_table', 'table_to_latex', 'table_to_markdown', 'write_table',
-           'read_scores_csv', 'configure_cli']
+           'bootstrap_metrics', 'paired_bootstrap_difference', 'metrics_table', 'format_table', 'table_to_latex',
+           'table_to_markdown', 'write_table', 'read_scores_csv', 'configure_cli']
 
 # %% ../nbs/04_metrics.ipynb #d0b7d958
 class MetricsInputError(G2DError, ValueError):
@@ -269,6 +269,32 @@ def bootstrap_metrics(scores, labels, reference_scores=None, reference_labels=No
         high = np.percentile(replicates[name], 100 - tail, method="higher")
         intervals[name] = {"value": point[name], "low": float(low), "high": float(high)}
     return intervals
+
+# %% ../nbs/04_metrics.ipynb #78aedb15
+def paired_bootstrap_difference(scores_a, scores_b, labels, metric: str = "ACC", n_resamples: int = 1000,
+                                confidence: float = 0.95, seed: int = 0) -> dict[str, float]:
+    """Percentile bootstrap interval of `metric`(a) - `metric`(b) for two models' scores of the same pairs:
+    {value, low, high, share_positive} (the share of replicates in which a's metric is the larger)."""
+    if n_resamples < 2 or not 0 < confidence < 1:
+        raise MetricsInputError(f"need n_resamples >= 2 and confidence in (0, 1), got {n_resamples}, {confidence}")
+    a, y = check_scores(scores_a, labels)
+    b, _ = check_scores(scores_b, labels)
+    if len(a) != len(b):
+        raise MetricsInputError(f"paired scores need the same pairs: {len(a)} and {len(b)} scores")
+    if metric not in METRIC_COLUMNS[:5]:  # the transfer columns need a reference setting
+        raise MetricsInputError(f"paired differences of {metric!r} are not supported; use one of {METRIC_COLUMNS[:5]}")
+    value = lambda s, labels_: verification_metrics(s, labels_)[metric]
+    point = value(a, y) - value(b, y)
+    genuine, impostor = np.flatnonzero(y), np.flatnonzero(~y)
+    rng = np.random.default_rng(seed)
+    replicates = np.empty(n_resamples)
+    for r in range(n_resamples):
+        rows = np.r_[rng.choice(genuine, len(genuine)), rng.choice(impostor, len(impostor))]
+        replicates[r] = value(a[rows], y[rows]) - value(b[rows], y[rows])
+    tail = (1 - confidence) / 2 * 100
+    return {"value": float(point), "low": float(np.percentile(replicates, tail, method="lower")),
+            "high": float(np.percentile(replicates, 100 - tail, method="higher")),
+            "share_positive": float((replicates > 0).mean())}
 
 # %% ../nbs/04_metrics.ipynb #687edade
 def metrics_table(rows: Mapping[tuple[str, str], Mapping[str, object]]) -> "pandas.DataFrame":
