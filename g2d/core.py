@@ -25,14 +25,15 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
-           'DEVICE_ENV_VAR', 'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError',
-           'ConfigError', 'G2DWarning', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig',
-           'RunProfile', 'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
-           'loader_workers', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write', 'atomic_write_text',
-           'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'publish_folder', 'fingerprint_files',
-           'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest', 'machine_info',
-           'canonical_five_points', 'dlib_model_file', 'packaged_file', 'packaged_weights', 'dense_labels',
-           'environment_report']
+           'PORTABLE_MATH_ENV_VAR', 'PORTABLE_THREADS', 'PORTABLE_MATH_ENVIRONMENT', 'DEVICE_ENV_VAR',
+           'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError', 'ConfigError',
+           'G2DWarning', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig', 'RunProfile',
+           'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
+           'loader_workers', 'portable_math_environment', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write',
+           'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'publish_folder',
+           'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
+           'machine_info', 'canonical_five_points', 'dlib_model_file', 'packaged_file', 'packaged_weights',
+           'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -201,8 +202,15 @@ def cache_root(root: str | os.PathLike | None = None, create: bool = True) -> Pa
     return path
 
 # %% ../nbs/00_core.ipynb #ce37249b
+#: Set (to "1") in the processes started under `portable_math_environment` (below): `seed_everything` reads it.
+PORTABLE_MATH_ENV_VAR = "G2D_PORTABLE_MATH"
+#: Threads of PyTorch, MKL and OpenMP under portable arithmetic, whatever the machine's cores.
+PORTABLE_THREADS = 2
+
+
 def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:
-    "Seed python, numpy and torch (all devices); with `deterministic`, use deterministic algorithms. Returns a numpy Generator."
+    """Seed python, numpy and torch (all devices); with `deterministic`, use deterministic algorithms (and, under
+    `portable_math_environment`, no oneDNN and `PORTABLE_THREADS` threads). Returns a numpy Generator."""
     import torch
 
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -216,6 +224,9 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    if os.environ.get(PORTABLE_MATH_ENV_VAR) == "1":  # see `portable_math_environment` below
+        torch.backends.mkldnn.enabled = False  # oneDNN picks its kernels by the CPU's instructions and caches
+        torch.set_num_threads(PORTABLE_THREADS)
     return np.random.default_rng(seed)
 
 
@@ -240,6 +251,39 @@ def loader_workers(num_workers: int) -> dict[str, Any]:
     if "fork" not in multiprocessing.get_all_start_methods():
         raise ConfigError("num_workers > 0 needs the 'fork' start method, which this platform lacks: set num_workers=0")
     return {"num_workers": num_workers, "worker_init_fn": seed_worker, "multiprocessing_context": "fork"}
+
+# %% ../nbs/00_core.ipynb #9fed42ac
+#: The environment of portable arithmetic (read by each library when it loads: it only acts on a new process).
+PORTABLE_MATH_ENVIRONMENT: dict[str, str] = {
+    PORTABLE_MATH_ENV_VAR: "1",
+    "ATEN_CPU_CAPABILITY": "default",  # PyTorch's CPU kernels without AVX2 / AVX-512 vectorisation
+    "MKL_CBWR": "COMPATIBLE",  # Intel MKL's conditional numerical reproducibility: one path on every x86 CPU
+    "ONEDNN_MAX_CPU_ISA": "SSE41", "DNNL_MAX_CPU_ISA": "SSE41",  # oneDNN, where something still calls it
+    "OMP_NUM_THREADS": str(PORTABLE_THREADS), "MKL_NUM_THREADS": str(PORTABLE_THREADS),
+    "OPENBLAS_CORETYPE": "Prescott", "OPENBLAS_NUM_THREADS": "1",  # NumPy's OpenBLAS: one kernel set, one thread
+    "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",  # NumPy's SIMD loops: its baseline only
+    "OPENCV_CPU_DISABLE": "SSE4.1,SSE4.2,POPCNT,AVX,FP16,AVX2,FMA3,AVX_VNNI,AVX512F,AVX512-SKX,AVX512-CLX",
+    "OPENCV_IPP": "disabled",  # OpenCV: its SSE3 baseline, no Intel IPP
+    "NUMBA_CPU_NAME": "generic",  # UMAP's compiled loops: no host-specific instructions
+}
+
+
+@contextmanager
+def portable_math_environment(enabled: bool = True) -> Iterator[dict[str, str]]:
+    """Within this block, processes started from this one (papermill's kernels, spawned workers) compute with
+    portable arithmetic (see above); the environment is restored afterwards. Yields what was set ({} when not
+    `enabled`)."""
+    values = dict(PORTABLE_MATH_ENVIRONMENT) if enabled else {}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield values
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 # %% ../nbs/00_core.ipynb #132d7efe
 DEVICE_ENV_VAR = "G2D_DEVICE"

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from .core import (G2DError, DataRootError, RunManifest, check_profile_name, data_root, find_datasets,
-                      fingerprint_tree)
+                      fingerprint_tree, portable_math_environment)
 
 # %% auto #0
 __all__ = ['EXPERIMENT_PARAMETERS', 'UNCOMPARED_FILES', 'TABLE_SUFFIXES', 'RUN_SPECIFIC_KEYS', 'RUN_SPECIFIC_COLUMNS',
-           'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
-           'experiment_dataset', 'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run', 'run_experiments',
-           'configure_cli', 'table_differences']
+           'RELATIVE_TOLERANCE', 'RATE_WORDS', 'THRESHOLD_WORDS', 'SMOKE_SAMPLE', 'SAMPLE_SIZES', 'ReproduceConfig',
+           'experiment_parameters', 'find_experiments', 'check_parameters_cell', 'experiment_dataset',
+           'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run', 'run_experiments', 'configure_cli', 'is_rate',
+           'numbers_agree', 'table_differences']
 
 # %% ../nbs/91_reproduce.ipynb #e46a7794
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class ReproduceConfig:
         check_profile_name(self.profile)
         if self.profile != "smoke" and not self.data_root:
             raise DataRootError(f"profile {self.profile!r} needs real data: give a data root "
-                                "(make reproduce DATA=/path, or g2d reproduce --data /path)")
+                                "(make reproduce DATA=/path, or g2d reproduce --root /path)")
 
     @property
     def output_dir(self) -> Path:
@@ -150,8 +151,6 @@ def keep_earlier_run(manifest: RunManifest, earlier_path: Path, profile: str) ->
 
 def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: str | None = None) -> RunManifest:
     "Run the experiment notebooks of `cfg` with papermill, in order; write and return the run manifest."
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
     from tqdm.auto import tqdm
 
     notebooks = find_experiments(cfg)
@@ -166,8 +165,28 @@ def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: st
                            config={**asdict(cfg), "parameters": params},
                            data=data_fingerprint(cfg.data_root))
     manifest.config["notebooks"] = {}
-    failure = None
     bar = tqdm(notebooks, desc=f"reproduce [{cfg.profile}]", unit="notebook", disable=not progress)
+    # the smoke profile's numbers must not depend on the CPU (g2d.core.portable_math_environment)
+    with portable_math_environment(cfg.profile == "smoke") as pinned:
+        manifest.config["portable_math"] = pinned
+        failure = _run_notebooks(bar, cfg, params, manifest, kernel_name)
+    manifest.outputs = sorted(str(p.relative_to(cfg.output_dir)) for p in cfg.output_dir.rglob("*")
+                              if p.is_file() and p.name != "manifest.json")
+    if cfg.only:
+        keep_earlier_run(manifest, cfg.output_dir / "manifest.json", cfg.profile)
+    manifest.write(cfg.output_dir / "manifest.json")
+    if failure:
+        raise failure
+    return manifest
+
+
+def _run_notebooks(bar, cfg: ReproduceConfig, params: dict, manifest: RunManifest,
+                   kernel_name: str | None) -> ExperimentFailed | None:
+    "Run each notebook of `bar` with papermill, recording it in `manifest`; the first failure, or None."
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    failure = None
     for notebook in bar:
         bar.set_postfix_str(notebook.stem)
         executed = cfg.executed_dir / notebook.name
@@ -186,20 +205,13 @@ def run_experiments(cfg: ReproduceConfig, progress: bool = True, kernel_name: st
             manifest.config["notebooks"][notebook.name] = status
         if failure:
             break
-    manifest.outputs = sorted(str(p.relative_to(cfg.output_dir)) for p in cfg.output_dir.rglob("*")
-                              if p.is_file() and p.name != "manifest.json")
-    if cfg.only:
-        keep_earlier_run(manifest, cfg.output_dir / "manifest.json", cfg.profile)
-    manifest.write(cfg.output_dir / "manifest.json")
-    if failure:
-        raise failure
-    return manifest
+    return failure
 
 # %% ../nbs/91_reproduce.ipynb #53691f91
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     "Arguments of `g2d reproduce`."
     parser.add_argument("--profile", default="smoke", help="smoke (default), cpu or gpu")
-    parser.add_argument("--data", default=None, help="data root (smoke: optional; cpu and gpu: required)")
+    parser.add_argument("--root", dest="data", metavar="DIR", default=None, help="data root (smoke: optional; cpu and gpu: required)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--notebooks", default="nbs/experiments", help="folder of experiment notebooks")
@@ -235,8 +247,22 @@ RUN_SPECIFIC_KEYS: tuple[str, ...] = ("seconds", "stage_seconds", "train_seconds
                                       "machine", "duration", "date")
 #: Table columns (csv/md headers) whose values differ from run to run: timings.
 RUN_SPECIFIC_COLUMNS: tuple[str, ...] = ("train s", "seconds", "s", "time", "duration", "faces/s")
+#: How far apart a committed and a fresh continuous number (a threshold, an FDR, a similarity, a loss) may be,
+#: relative to the larger: a hundred times the float32 noise of two CPUs, far below any change of code or model.
+RELATIVE_TOLERANCE = 1e-4
+#: Words (in a JSON key path or a column's header) that name a rate over a sample of pairs or faces (ACC, EER,
+#: FMR, FNMR, TAR, the average of FMR and FNMR at a threshold, a share in percent) ...
+RATE_WORDS: frozenset[str] = frozenset({"acc", "eer", "fmr", "fnmr", "tar", "far", "frr", "avg", "pct", "percent"})
+#: ... unless the last word names a threshold (FMR100_Th, ACC_threshold): that is a score, a continuous number.
+THRESHOLD_WORDS: frozenset[str] = frozenset({"th", "threshold", "thresholds"})
+#: A rate may move by one sample: one pair of the smoke profile's held-out sample (30 genuine and 30 impostor
+#: pairs), or, where the result records it beside the rate, one of its own `n_genuine`/`n_impostor`, or one face
+#: of the files below (results over fewer faces). A rate in percent may move by 100 times as much.
+SMOKE_SAMPLE = 30
+SAMPLE_SIZES: dict[str, int] = {"occlusion_estimator": 11}
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+@-]+/)*[\w.+@-]+")
+_SETTING_WORDS = frozenset({"umr", "ump", "mr", "mp"})
 
 
 def _run_specific_key(key: str) -> bool:
@@ -248,66 +274,144 @@ def _run_specific_column(header: str) -> bool:
     return header in RUN_SPECIFIC_COLUMNS or header.endswith(" s") or "seconds" in header
 
 
-def _same_text(a: str, b: str) -> bool:
-    "Equal up to absolute paths and numbers within a relative 1e-6."
+def _words(name: str) -> list[str]:
+    "The words of a key path or header, lower case, digits at either end dropped (FMR100 -> fmr, 2pct -> pct)."
+    return [w.strip("0123456789") for w in re.split(r"[^a-z0-9]+", name.lower()) if w.strip("0123456789")]
+
+
+def is_rate(name: str) -> bool:
+    "Whether the number named `name` (a JSON key path, a column header) is a rate over a sample (see above)."
+    words = _words(name)
+    return bool(words) and words[-1] not in THRESHOLD_WORDS and any(w in RATE_WORDS for w in words)
+
+
+def _decimals(text: str) -> int | None:
+    "Digits after the point of a printed number without an exponent (None: not a fixed-point number)."
+    if "e" in text.lower():
+        return None
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def numbers_agree(committed: float, fresh: float, name: str = "", sample: int = SMOKE_SAMPLE,
+                  printed: tuple[str, str] | None = None, percent: bool = False) -> bool:
+    """Whether a fresh number is within the tolerance of its kind of the committed one: a rate (`is_rate(name)`)
+    within one sample of `sample` (x100 in percent: `percent`, or either value above 1), anything else within
+    `RELATIVE_TOLERANCE`; numbers `printed` with three decimals or more may also differ by one unit of the last."""
     import math
 
+    if math.isnan(committed) or math.isnan(fresh):
+        return math.isnan(committed) and math.isnan(fresh)
+    if math.isinf(committed) or math.isinf(fresh):
+        return committed == fresh
+    difference = abs(committed - fresh)
+    allowed = RELATIVE_TOLERANCE * max(abs(committed), abs(fresh), 1e-8)
+    if is_rate(name):
+        scale = 100 if percent or max(abs(committed), abs(fresh)) > 1 else 1
+        allowed = max(allowed, scale / max(1, sample))
+    if printed is not None:
+        decimals = [d for d in map(_decimals, printed) if d is not None]
+        if len(decimals) == 2 and max(decimals) >= 3:  # "0.5" is not known to be rounded; "0.138" is
+            allowed = max(allowed, 10.0 ** -max(decimals))
+    return difference <= allowed * (1 + 1e-9)
+
+
+def _same_text(a: str, b: str, name: str = "", sample: int = SMOKE_SAMPLE) -> bool:
+    "Equal up to absolute paths and numbers that agree by `numbers_agree` (a cell's numbers named by its column)."
     a, b = _ABSOLUTE_PATH.sub("<path>", a), _ABSOLUTE_PATH.sub("<path>", b)
     if _NUMBER.sub("#", a) != _NUMBER.sub("#", b):
         return False
-    return all(math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-9)
+    percent = "%" in a or "percent" in name.lower() or "(%)" in name
+    return all(numbers_agree(float(x), float(y), name, sample, (x, y), percent)
                for x, y in zip(_NUMBER.findall(a), _NUMBER.findall(b)))
 
 
-def _json_differences(a: Any, b: Any, where: str, out: list[str]) -> None:
-    import math
+class _Printed(float):
+    "A JSON number that remembers how it was written (a rounded 0.138 may be 0.1379 elsewhere)."
 
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
+def _read_json(path: Path) -> Any:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_float=_Printed)
+
+
+def _json_differences(a: Any, b: Any, where: str, out: list[str], sample: int = SMOKE_SAMPLE) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
+        counts = [a.get(k) for k in ("n_genuine", "n_impostor")]
+        if all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in counts):
+            sample = min(counts)  # the rates below are over these pairs
         keys = [k for k in dict.fromkeys([*a, *b]) if not _run_specific_key(str(k))]
         for key in keys:
             if key not in a or key not in b:
                 out.append(f"{where}/{key}: only in the {'fresh' if key not in a else 'committed'} run")
             else:
-                _json_differences(a[key], b[key], f"{where}/{key}", out)
+                _json_differences(a[key], b[key], f"{where}/{key}", out, sample)
     elif isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             out.append(f"{where}: {len(a)} items committed, {len(b)} fresh")
         for n, (x, y) in enumerate(zip(a, b)):
-            _json_differences(x, y, f"{where}[{n}]", out)
+            _json_differences(x, y, f"{where}[{n}]", out, sample)
     elif isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
-        if not math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) and not (a != a and b != b):
+        printed = (a.text, b.text) if isinstance(a, _Printed) and isinstance(b, _Printed) else None
+        if not numbers_agree(float(a), float(b), where, sample, printed, percent="percent" in where.lower()):
             out.append(f"{where}: committed {a!r}, fresh {b!r}")
     elif isinstance(a, str) and isinstance(b, str):
-        if not _same_text(a, b):
+        if not _same_text(a, b, where, sample):
             out.append(f"{where}: committed {a!r}, fresh {b!r}")
     elif a != b:
         out.append(f"{where}: committed {a!r}, fresh {b!r}")
 
 
-def _table_rows(path: Path) -> list[list[str]]:
-    "Rows of cells: a CSV's, or each line of a text file (a Markdown table's `|` cells), run-specific columns removed."
+def _table_rows(path: Path) -> list[list[tuple[str, str]]]:
+    """Rows of (column name, cell): a CSV's, a Markdown table's `|` cells, a LaTeX tabular's `&` cells, any other
+    line as one cell; run-specific columns removed. A column's name is its header (the CSV's first row, the row
+    above a Markdown table's `|:--|` line or a tabular's midrule); a header naming only settings (UMR-MP) is
+    prefixed by the text line above the table (e.g. "EER (%):")."""
     import csv
 
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".csv":
         rows = list(csv.reader(text.splitlines()))
     else:
-        rows = [line.strip().strip("|").split("|") if line.lstrip().startswith("|") else [line]
-                for line in text.splitlines()]
+        rows = []
+        for line in text.splitlines():
+            if line.lstrip().startswith("|"):
+                rows.append(line.strip().strip("|").split("|"))
+            elif path.suffix == ".tex" and "&" in line:
+                rows.append(line.strip().removesuffix("\\\\").split("&"))
+            else:
+                rows.append([line])
+
+    def is_rule(row, n):
+        line = text.splitlines()[n] if path.suffix != ".csv" else ""
+        return (len(row) > 1 and all(set(c.strip()) <= set(":-") and c.strip() for c in row)) or "\\midrule" in line
+
+    headers: list[str] = []
     drop: set[int] = set()
+    caption = ""
     cleaned = []
-    for row in rows:
-        if len(row) > 1 and (path.suffix == ".csv" and not cleaned or not drop and any(_run_specific_column(c) for c in row)):
-            drop = {n for n, cell in enumerate(row) if _run_specific_column(cell)}  # a header row
-        cleaned.append([cell.strip() for n, cell in enumerate(row) if len(row) == 1 or n not in drop])
+    for n, row in enumerate(rows):
+        if path.suffix == ".csv" and n == 0 or (n + 1 < len(rows) and is_rule(rows[n + 1], n + 1) and len(row) > 1):
+            headers = [c.strip() for c in row]
+            drop = {k for k, cell in enumerate(row) if _run_specific_column(cell)}
+        elif len(row) == 1 and row[0].strip() and not is_rule(row, n):
+            caption, headers, drop = row[0].strip(), [], set()
+        names = [h if not (set(_words(h)) <= _SETTING_WORDS and h) else f"{caption} {h}"
+                 for h in headers] if len(row) > 1 else []
+        cleaned.append([(names[k] if k < len(names) else "", cell.strip())
+                        for k, cell in enumerate(row) if len(row) == 1 or k not in drop])
     return cleaned
 
 
 def table_differences(committed: str | os.PathLike, fresh: str | os.PathLike, limit: int = 20) -> list[str]:
     """Differences between the result tables of two runs' output folders (see above): missing or extra tables and
-    values that differ, at most `limit` per file; empty when the results agree."""
-    import json
-
+    values that differ beyond their tolerance (`numbers_agree`), at most `limit` per file; empty when the results
+    agree."""
     committed, fresh = Path(committed), Path(fresh)
 
     def tables(folder: Path) -> set[str]:
@@ -319,16 +423,16 @@ def table_differences(committed: str | os.PathLike, fresh: str | os.PathLike, li
     out += [f"{name}: written by the fresh run, not committed" for name in sorted(new - old)]
     for name in sorted(old & new):
         found: list[str] = []
+        sample = SAMPLE_SIZES.get(Path(name).stem, SMOKE_SAMPLE)
         if name.endswith(".json"):
-            _json_differences(json.loads((committed / name).read_text(encoding="utf-8")),
-                              json.loads((fresh / name).read_text(encoding="utf-8")), "", found)
+            _json_differences(_read_json(committed / name), _read_json(fresh / name), "", found, sample)
         else:
             a, b = _table_rows(committed / name), _table_rows(fresh / name)
             if len(a) != len(b):
                 found.append(f"{len(a)} rows committed, {len(b)} fresh")
             for n, (x, y) in enumerate(zip(a, b)):
-                if len(x) != len(y) or not all(_same_text(p, q) for p, q in zip(x, y)):
-                    found.append(f"row {n + 1}: committed {x}, fresh {y}")
+                if len(x) != len(y) or not all(_same_text(p, q, column, sample) for (column, p), (_, q) in zip(x, y)):
+                    found.append(f"row {n + 1}: committed {[c for _, c in x]}, fresh {[c for _, c in y]}")
         out += [f"{name}{'' if item.startswith('/') else ': '}{item}" for item in found[:limit]]
         if len(found) > limit:
             out.append(f"{name}: ... {len(found) - limit} more")

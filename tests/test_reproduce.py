@@ -83,3 +83,52 @@ def test_only_without_names_is_a_usage_error(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--only" in done.stderr
     assert not (tmp_path / "f").exists()  # nothing ran
+
+
+def _perturbed(value, factor):
+    "Every float of a JSON value multiplied by `factor` (ints, strings and booleans kept)."
+    if isinstance(value, dict):
+        return {k: _perturbed(v, factor) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_perturbed(v, factor) for v in value]
+    return value * factor if isinstance(value, float) else value
+
+
+def test_the_comparison_catches_stale_results_and_lets_last_bit_noise_through(tmp_path):
+    """The committed smoke tables beside (1) those committed before the released model was retrained (a real change
+    of code and weights: tests/data/stale_smoke, copied from that commit), (2) themselves with every JSON float moved
+    by a relative 3e-6 (two CPUs' float32 noise), (3) themselves with one FDR moved by 1% and one EER by two pairs."""
+    import shutil
+
+    committed = REPO / "figures" / "smoke"
+    stale = REPO / "tests" / "data" / "stale_smoke"
+    names = sorted(p.name for p in stale.iterdir())
+    assert names == ["explorer.json", "g2d_release.json"]
+    mine = tmp_path / "committed"
+    mine.mkdir()
+    for name in names:
+        shutil.copy(committed / name, mine / name)
+    found = table_differences(mine, stale)
+    assert any(f.startswith("explorer.json/calibration/thresholds/G2D (shipped calibration)/0.01") for f in found), found
+    assert any(f.startswith("g2d_release.json/") for f in found), found
+
+    noisy, changed = tmp_path / "noisy", tmp_path / "changed"
+    for folder in (noisy, changed):
+        folder.mkdir()
+    jsons = [p for p in committed.glob("*.json") if p.name not in UNCOMPARED_FILES]
+    for path in jsons:
+        table = json.loads(path.read_text())
+        (noisy / path.name).write_text(json.dumps(_perturbed(table, 1 + 3e-6)))
+        shutil.copy(path, mine / path.name)
+    assert table_differences(mine, noisy) == []
+    teacher = json.loads((committed / "g2d_vs_teacher.json").read_text())
+    first = next(iter(teacher["metrics"]))
+    teacher["metrics"][first]["FDR"] *= 1.01
+    teacher["metrics"][first]["EER"] += 2 / 30
+    (changed / "g2d_vs_teacher.json").write_text(json.dumps(teacher))
+    shutil.copy(committed / "g2d_vs_teacher.json", mine / "g2d_vs_teacher.json")
+    for path in jsons:
+        if path.name != "g2d_vs_teacher.json":
+            (mine / path.name).unlink()
+    found = table_differences(mine, changed)
+    assert sorted(f.split(":")[0] for f in found) == sorted(f"g2d_vs_teacher.json/metrics/{first}/{m}" for m in ("EER", "FDR"))
