@@ -20,7 +20,7 @@ else
 TEST_DATA := $(G2D_DATA)
 endif
 
-.PHONY: help install test sync nbtest pytest reproduce lab bench export clean release-arrays gpu-release
+.PHONY: help install test sync nbtest pytest reproduce lab bench export clean release-arrays gpu-release trunk-arrays gpu-trunk
 
 help:
 	@echo "make test        create .venv if missing, install, check export sync, nbdev_test, pytest"
@@ -28,7 +28,8 @@ help:
 	@echo "make lab         JupyterLab on the notebooks"
 	@echo "make bench       benchmarks"
 	@echo "make export      nbdev_export + nbdev_clean after editing notebooks"
-	@echo "make release-arrays / make gpu-release   the released model's GPU variant (see nbs/09b_release.ipynb)"
+	@echo "make release-arrays / make gpu-release   the from-scratch G2D's GPU variant (see nbs/09b_release.ipynb)"
+	@echo "make trunk-arrays / make gpu-trunk       the pretrained-trunk student's GPU variant (see nbs/09d_trunk.ipynb)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -55,10 +56,11 @@ pytest: install
 test: sync nbtest pytest
 
 reproduce: install
-	$(BIN)/g2d reproduce --profile $(PROFILE) $(if $(DATA),--data "$(DATA)") --device $(DEVICE)
+	$(BIN)/g2d reproduce --profile $(PROFILE) $(if $(DATA),--root "$(DATA)") --device $(DEVICE)
 
+# JupyterLab refuses to start as root without --allow-root (a container, a cloud machine): given when root runs it.
 lab: install
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: install
 	G2D_DATA="$(TEST_DATA)" $(PY) benchmarks/run.py
@@ -79,3 +81,13 @@ gpu-release:
 
 clean:
 	rm -rf runs build dist *.egg-info .pytest_cache
+
+# The pretrained-trunk student's GPU variant (nbs/09d_trunk.ipynb): pack its 112 px faces here (they need the data
+# root), carry them to a GPU machine (at most 62 MiB), and there run `make gpu-trunk TRUNK_OUT=DIR`.
+TRUNK_ARRAYS ?= runs/trunk-arrays.npz
+TRUNK_OUT ?= runs/gpu-trunk
+trunk-arrays: install
+	$(BIN)/g2d trunk pack --out $(TRUNK_ARRAYS) $(if $(DATA),--root "$(DATA)")
+
+gpu-trunk:
+	python3 -m pip install -q --no-deps -e . && python3 -m g2d.cli trunk gpu-run --arrays $(TRUNK_ARRAYS) --out $(TRUNK_OUT)

@@ -13,17 +13,18 @@ from typing import Any, ClassVar, Sequence
 import cv2
 import numpy as np
 
-from .core import ConfigError, G2DError, StageConfig, canonical_five_points, dlib_model_file
+from .core import (ConfigError, CorruptImageError, G2DError, StageConfig, canonical_five_points, dlib_model_file,
+                      image_header, read_photo)
 
 # %% auto #0
 __all__ = ['RIGHT_EYE_POINTS', 'LEFT_EYE_POINTS', 'NOSE_TIP_POINT', 'RIGHT_MOUTH_POINT', 'LEFT_MOUTH_POINT', 'FACE_BOXES',
            'DETECTION_METHODS', 'CASCADE_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'YUNET_DLIB_BOX',
-           'YUNET_FIELDS', 'YUNET_POINTS', 'DETECTOR_MIN_SIDE', 'MMOD_CRASH_SIDE', 'YUNET_MODEL_FILE',
-           'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb', 'as_rgb', 'five_points_from_68',
+           'YUNET_FIELDS', 'YUNET_POINTS', 'FRONT_END_DETECTORS', 'FRONT_END', 'DETECTOR_MIN_SIDE', 'MMOD_CRASH_SIDE',
+           'YUNET_MODEL_FILE', 'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb', 'as_rgb', 'five_points_from_68',
            'similarity_transform', 'apply_affine', 'AlignConfig', 'AlignedFace', 'NoFaceError', 'FaceTooSmallError',
            'detector_min_side', 'yunet_model_file', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder',
-           'landmark_error', 'evaluate_occlusion', 'summarize_occlusion', 'PhotoFaces', 'photo_align_config',
-           'photo_aligner', 'align_photos']
+           'landmark_error', 'evaluate_occlusion', 'summarize_occlusion', 'PhotoFaces', 'front_end_config',
+           'photo_align_config', 'photo_aligner', 'align_photos']
 
 # %% ../nbs/02b_align.ipynb #619a7e2d
 class UnreadableImageError(G2DError, OSError):
@@ -31,11 +32,16 @@ class UnreadableImageError(G2DError, OSError):
 
 
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    "Read an image file as an RGB uint8 array (H, W, 3); `UnreadableImageError` naming the file otherwise."
+    """Read an image file as an RGB uint8 array (H, W, 3); `UnreadableImageError` naming the file otherwise. An image
+    over the pixel budget is refused from its header, before a pixel is decoded (`g2d.core.image_header`)."""
     path = Path(path)
     if not path.is_file():
         raise UnreadableImageError(f"image file {path} does not exist" if not path.exists()
                                    else f"image path {path} is not a file")
+    try:
+        image_header(path)  # ImageTooLargeError past the pixel budget
+    except CorruptImageError as e:
+        raise UnreadableImageError(str(e)) from None
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
@@ -106,6 +112,10 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 FACE_BOXES: dict[str, tuple[float, float, float]] = {
     "lfw": (0.484, 0.536, 0.436),
     "celeba": (0.483, 0.624, 0.494),
+    #: RMFD's tight crops (the face fills the frame): the box of UTKFace's crops, a training set of such faces (its
+    #: median HOG box, `g2d.training_faces.TRAINING_FACE_BOXES`), not measured on the test set (RMFD's own median
+    #: box of the front end's faces, measured as a check: (0.462, 0.538, 1.058)).
+    "rmfd": (0.51, 0.515, 0.9),
 }
 
 #: The dlib detection methods, as face caches know them (`g2d.facecache` uses this tuple as its default status filter).
@@ -123,8 +133,16 @@ YUNET_DLIB_BOX: tuple[float, float, float] = (-0.04, 0.047, 1.125)
 #: AlignConfig fields that only matter to YuNet: left out of `to_params` (and so of cache fingerprints) unless the
 #: cascade uses "yunet", so that every configuration without it keeps its fingerprint.
 YUNET_FIELDS: tuple[str, ...] = ("yunet_threshold", "yunet_nms", "yunet_min_side", "yunet_max_side", "yunet_points",
-                                 "yunet_dlib_box", "yunet_retry_threshold")
+                                 "yunet_dlib_box", "yunet_retry_threshold", "yunet_frame_threshold", "yunet_frame_side")
 YUNET_POINTS: tuple[str, ...] = ("yunet", "dlib")
+#: g2d's one front end (chosen in "Measured: one front end for every entry point"): how evaluation sets, `g2d verify`,
+#: `g2d embed` and the explorer find faces. YuNet then HOG, each on the image as given and then padded by 0.3 of its
+#: longer side; YuNet searched again at 0.4 where it finds nothing at 0.6, and at 0.2 for a box that fills the frame;
+#: every crop aligned by the five key points of dlib's 68 landmarks. `AlignConfig.presets` adds the choice among
+#: several faces and the evaluation sets' last resort (the dataset's face box).
+FRONT_END_DETECTORS: tuple[str, ...] = ("yunet", "hog")
+FRONT_END: dict[str, Any] = dict(detectors=FRONT_END_DETECTORS, pad=0.3, yunet_points="dlib", yunet_retry_threshold=0.4,
+                                 yunet_frame_threshold=0.2, yunet_frame_side=0.5, fallback="skip")
 
 
 @dataclass(frozen=True)
@@ -137,10 +155,13 @@ class AlignConfig(StageConfig):
     mmod_upsample: int = 0
     pick: str = "center"
     face_box: tuple[float, float, float] = FACE_BOXES["lfw"]
+    pad: float = 0.0  # black border added on every side before detection, as a fraction of the longer side
     fallback: str = "skip"
     center_scale: float = 1.25
     yunet_threshold: float = 0.6
     yunet_retry_threshold: float | None = None  # when YuNet finds nothing at yunet_threshold: once more at this one
+    yunet_frame_threshold: float | None = None  # the last pass: YuNet at this score, boxes filling the frame only
+    yunet_frame_side: float = 0.5  # ... a box at least this fraction of the image's shorter side
     yunet_nms: float = 0.3
     yunet_min_side: int = 320
     yunet_max_side: int = 640
@@ -153,9 +174,11 @@ class AlignConfig(StageConfig):
         "gpu": dict(size=112, detectors=("hog", "mmod", "box")),
     }
     #: Detection presets for other inputs, applied on top of a run profile (`AlignConfig.preset`); see "Measured".
+    #: Both are the front end (`FRONT_END`): photos keep their largest face and are never guessed; an evaluation
+    #: set keeps the face nearest the centre (its labelled person) and falls back to its face box, counted.
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "photos": dict(detectors=("yunet", "hog"), yunet_points="dlib", pick="largest", fallback="skip",
-                       yunet_retry_threshold=0.4),
+        "photos": dict(FRONT_END, pick="largest"),
+        "datasets": dict(FRONT_END, detectors=FRONT_END_DETECTORS + ("box",), pick="center"),
     }
 
     @classmethod
@@ -173,11 +196,17 @@ class AlignConfig(StageConfig):
                 params.pop(name, None)
         if params.get("yunet_retry_threshold", 0) is None:
             params.pop("yunet_retry_threshold")  # fingerprints from before the field existed stay put
+        if not params.get("pad", 0):
+            params.pop("pad", None)  # likewise: every configuration without padding keeps its fingerprint
+        if params.get("yunet_frame_threshold", 0) is None:
+            params.pop("yunet_frame_threshold")
+            params.pop("yunet_frame_side")
         return params
 
     def __post_init__(self):
         object.__setattr__(self, "detectors", tuple(self.detectors))  # lists from JSON parameters
         object.__setattr__(self, "face_box", tuple(float(v) for v in self.face_box))
+        object.__setattr__(self, "pad", float(self.pad))
         object.__setattr__(self, "yunet_dlib_box", tuple(float(v) for v in self.yunet_dlib_box))
         canonical_five_points(self.size)  # checks the size
         if not self.detectors:
@@ -193,10 +222,18 @@ class AlignConfig(StageConfig):
             raise ConfigError("upsample and mmod_upsample must be between 0 and 4")
         if len(self.face_box) != 3 or not all(0 < v <= 1.5 for v in self.face_box):
             raise ConfigError(f"face_box must be (centre x, centre y, side) as fractions, got {self.face_box}")
+        if not 0 <= self.pad <= 1:
+            raise ConfigError(f"pad must be in [0, 1] (a fraction of the image's longer side), got {self.pad}")
         if not 0.5 <= self.center_scale <= 4:
             raise ConfigError(f"center_scale must be in [0.5, 4], got {self.center_scale}")
         if self.yunet_retry_threshold is not None and not 0 < self.yunet_retry_threshold < self.yunet_threshold:
             raise ConfigError(f"yunet_retry_threshold must be in (0, yunet_threshold), got {self.yunet_retry_threshold}")
+        lowest = self.yunet_threshold if self.yunet_retry_threshold is None else self.yunet_retry_threshold
+        if self.yunet_frame_threshold is not None and not 0 < self.yunet_frame_threshold < lowest:
+            raise ConfigError(f"yunet_frame_threshold must be in (0, {lowest}) (below the other YuNet thresholds), "
+                              f"got {self.yunet_frame_threshold}")
+        if not 0 < self.yunet_frame_side <= 2:
+            raise ConfigError(f"yunet_frame_side must be in (0, 2] (a fraction of the shorter side), got {self.yunet_frame_side}")
         if not (0 < self.yunet_threshold < 1 and 0 < self.yunet_nms < 1):
             raise ConfigError(f"yunet_threshold and yunet_nms must be in (0, 1), got {self.yunet_threshold}, {self.yunet_nms}")
         if not 0 <= self.yunet_min_side <= self.yunet_max_side <= 4096 or self.yunet_max_side < 64:
@@ -222,6 +259,7 @@ class AlignedFace:
     faces_found: int = 0
     tried: tuple[str, ...] = ()
     key_points: np.ndarray | None = None  # (5, 2) float32 source pixels: the points warped onto the template
+    padding: int = 0  # the black border (px) of the image the face was found in (`AlignConfig.pad`); 0: as given
 
     @property
     def aligned(self) -> bool:
@@ -320,12 +358,13 @@ class FaceAligner:
                                                     self.config.yunet_nms, 5000)
         return self._yunet
 
-    def detect_yunet(self, image: np.ndarray) -> list[tuple[tuple[int, int, int, int], float, np.ndarray]]:
+    def detect_yunet(self, image: np.ndarray, threshold: float | None = None) -> list[tuple[tuple[int, int, int, int], float, np.ndarray]]:
         """YuNet's faces in an RGB array: [((left, top, right, bottom), score, points (5, 2) float32)], the points in
         the template's order: right eye, left eye (the subject's; the right eye is on the image's left), nose tip,
         right and left mouth corners. An image whose longer side is outside [`yunet_min_side`, `yunet_max_side`] is
         detected on a copy resized to the nearer bound (the boxes and points scaled back). With
-        `yunet_retry_threshold`, an image with no face at `yunet_threshold` is searched once more at the lower one."""
+        `yunet_retry_threshold`, an image with no face at `yunet_threshold` is searched once more at the lower one;
+        a `threshold` given here replaces both (one search at that score)."""
         height, width = image.shape[:2]
         longer = max(height, width)
         scale = min(max(1.0, self.config.yunet_min_side / longer), self.config.yunet_max_side / longer)
@@ -334,13 +373,17 @@ class FaceAligner:
             bgr = cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
                              interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         self.yunet.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, faces = self.yunet.detect(bgr)
-        if faces is None and self.config.yunet_retry_threshold is not None:
-            self.yunet.setScoreThreshold(self.config.yunet_retry_threshold)
-            try:
+        thresholds = ([threshold] if threshold is not None else
+                      [self.config.yunet_threshold] + [t for t in [self.config.yunet_retry_threshold] if t is not None])
+        faces = None
+        try:
+            for score in thresholds:
+                self.yunet.setScoreThreshold(score)
                 _, faces = self.yunet.detect(bgr)
-            finally:
-                self.yunet.setScoreThreshold(self.config.yunet_threshold)
+                if faces is not None:
+                    break
+        finally:
+            self.yunet.setScoreThreshold(self.config.yunet_threshold)
         found = []
         for row in (faces if faces is not None else ()):
             x, y, w, h = (float(v) / scale for v in row[:4])
@@ -421,33 +464,87 @@ class FaceAligner:
                                     "use a larger image of the face")
         return shorter, minimum
 
+    def padded(self, image: np.ndarray) -> tuple[np.ndarray, int]:
+        """(`image` with a black border `config.pad` times its longer side wide on every side, that width in px): what
+        the detectors and the 68-point predictor read, so that a face filling the frame has the margin around it
+        that they were trained with. `image` itself when `pad` is 0."""
+        offset = int(round(self.config.pad * max(image.shape[:2])))
+        if not offset:
+            return image, 0
+        return cv2.copyMakeBorder(image, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=(0, 0, 0)), offset
+
+    @staticmethod
+    def _unpad(face: AlignedFace, offset: int) -> AlignedFace:
+        """`face`, aligned on the image padded by `offset` px, in the source image's pixels (landmarks, key points, box
+        and transform shifted back; the crop is the same: warping the source reads black outside it too)."""
+        if not offset:
+            return face
+        face.source_landmarks = face.source_landmarks - np.float32(offset)
+        if face.key_points is not None:
+            face.key_points = face.key_points - np.float32(offset)
+        if face.box is not None:
+            face.box = tuple(int(v) - offset for v in face.box)
+        matrix = face.transform.astype(np.float64)
+        matrix[:, 2] += matrix[:, :2] @ np.array([offset, offset], np.float64)  # crop = A (p + offset) + t
+        face.transform = matrix.astype(np.float32)
+        return face
+
+    def stages(self) -> list[tuple[str, str]]:
+        """The cascade's stages in order, as (method, where): each detector before `"box"` on the `"padded"` image
+        (with `pad`, see `padded`) and then on the image `"as given"`; with `yunet_frame_threshold` (and `"yunet"`
+        among them), YuNet once more at that low score keeping only boxes that fill the frame (`"frame"`, on the
+        padded image); then `"box"` and anything after it, on the image as given."""
+        detectors = list(self.config.detectors)
+        cut = detectors.index("box") if "box" in detectors else len(detectors)
+        head, tail = detectors[:cut], detectors[cut:]
+        stages = [(m, where) for m in head for where in (("padded", "as given") if self.config.pad else ("as given",))]
+        if self.config.yunet_frame_threshold is not None and "yunet" in head:
+            stages.append(("yunet", "frame"))
+        return stages + [(m, "as given") for m in tail]
+
+    def frame_faces(self, image: np.ndarray, shorter: int) -> list:
+        """YuNet's faces in `image` at `yunet_frame_threshold` whose box side is at least `yunet_frame_side` times
+        `shorter` (the source image's shorter side): a low-scored box is kept only where the face fills the frame."""
+        found = self.detect_yunet(image, threshold=self.config.yunet_frame_threshold)
+        return [f for f in found if f[0][2] - f[0][0] >= self.config.yunet_frame_side * shorter]
+
     def _cascade(self, image: np.ndarray, name: str, centre_allowed: bool, box: Sequence[int] | None = None):
-        """Run the cascade on an RGB array, lazily: (method, its detections, the methods tried so far) for each method
-        in order, skipping those that cannot find a face this small (see `_sizes`)."""
+        """Run the cascade's stages (see `stages`) on an RGB array, lazily: (method, its detections, the stages tried
+        so far, the array searched, its border in px) for each stage in order, skipping the methods that cannot find
+        a face as small as `image` (see `_sizes`). Detections are in the searched array's pixels; the `"box"`
+        method's box (the caller's, or `face_box`) is in `image`'s."""
         shorter, minimum = self._sizes(image, name, centre_allowed)
-        tried = []
-        for method in self.config.detectors:
+        padded, tried = None, []
+        for method, where in self.stages():
             if shorter < minimum[method]:
                 continue  # could not find a face this small (and MMOD would crash)
-            tried.append(method)
+            if where == "as given":
+                canvas, offset = image, 0
+            else:
+                if padded is None:
+                    padded = self.padded(image)
+                canvas, offset = padded
+            tried.append(method if where == "as given" else f"{method} ({where})")
             if method == "box":
                 found = [(tuple(int(v) for v in box) if box is not None else _box_from_fractions(image.shape, self.config.face_box), math.nan)]
+            elif where == "frame":
+                found = self.frame_faces(canvas, shorter)
             elif method == "yunet":
-                found = self.detect_yunet(image)
+                found = self.detect_yunet(canvas)
             else:
-                found = self.detect(image, method)
-            yield method, found, tuple(tried)
+                found = self.detect(canvas, method)
+            yield method, found, tuple(tried), canvas, offset
 
     def align_all(self, image: str | os.PathLike | np.ndarray) -> list[AlignedFace]:
         """Every face of the first cascade method that finds any (largest first); [] when none does (no fallback,
         no "box": a photo of several people gives each of them, a photo of none gives nobody)."""
         name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
         image = as_rgb(image)
-        for method, found, tried in self._cascade(image, name, centre_allowed=False):
+        for method, found, tried, canvas, offset in self._cascade(image, name, centre_allowed=False):
             if found and method != "box":
                 found = sorted(found, key=lambda b: -(b[0][2] - b[0][0]) * (b[0][3] - b[0][1]))
-                details = dict(method=method, faces_found=len(found), tried=tried)
-                return [self.align_detection(image, detection, details) for detection in found]
+                details = dict(method=method, faces_found=len(found), tried=tried, padding=offset)
+                return [self._unpad(self.align_detection(canvas, detection, details), offset) for detection in found]
         return []
 
     def __call__(self, image: str | os.PathLike | np.ndarray, box: Sequence[int] | None = None,
@@ -460,10 +557,10 @@ class FaceAligner:
         name = f"image {image}" if isinstance(image, (str, os.PathLike)) else "the image"
         image = as_rgb(image)
         tried = ()
-        for method, found, tried in self._cascade(image, name, centre_allowed=True, box=box):
+        for method, found, tried, canvas, offset in self._cascade(image, name, centre_allowed=True, box=box):
             if found:
-                details = dict(method=method, faces_found=len(found), tried=tried)
-                return self.align_detection(image, self.pick(found, image.shape), details)
+                details = dict(method=method, faces_found=len(found), tried=tried, padding=offset)
+                return self._unpad(self.align_detection(canvas, self.pick(found, canvas.shape), details), offset)
         if required:
             raise NoFaceError(f"no face found in {name} by {' then '.join(tried)}")
         if self.config.fallback == "center":
@@ -594,13 +691,19 @@ class PhotoFaces:
                    {k: v for p in parts for k, v in p.failed.items()}, cascade)
 
 
+def front_end_config(size: int, detectors: Sequence[str] | None = None, preset: str = "photos", **overrides) -> AlignConfig:
+    """g2d's one front end (`FRONT_END`) at crop `size`, with the `preset`'s choice among several faces (`"photos"`:
+    the largest, never a guessed crop; `"datasets"`: the one nearest the centre, then the face box); `detectors`
+    replace the preset's cascade and keep everything else (padding, thresholds, key points)."""
+    cascade = {} if detectors is None else {"detectors": tuple(detectors)}
+    return AlignConfig.preset(preset, "cpu", size=size, **cascade, **overrides)
+
+
 def photo_align_config(size: int, detectors: Sequence[str] | None = None) -> AlignConfig:
-    """The alignment of photos at `size`: `detectors` None is the `"photos"` preset (YuNet, then HOG; the largest
-    face; never a guessed crop), chosen above for masked faces (97.7% of real masked photos found, against 14% for
-    HOG alone); else those detectors with the same policy."""
-    if detectors is None:
-        return AlignConfig.preset("photos", "cpu", size=size)
-    return AlignConfig(size=size, detectors=tuple(detectors), fallback="skip", pick="largest")
+    """The alignment of photos at `size` (`g2d verify`, `g2d embed`, the explorer): the front end's `"photos"` preset
+    (YuNet, then HOG, padded for faces that fill the frame; the largest face; never a guessed crop), chosen in
+    "Measured"; `detectors` replace its cascade."""
+    return front_end_config(size, detectors, "photos")
 
 
 def photo_aligner(size: int, detectors: Sequence[str] | None = None) -> FaceAligner:
@@ -618,15 +721,19 @@ def _cached_aligner(config: AlignConfig, thread: int) -> FaceAligner:
 
 
 def align_photos(aligner: FaceAligner, paths: Sequence[str | os.PathLike], all_faces: bool = False,
-                 bar=None) -> PhotoFaces:
+                 bar=None, crop=None) -> PhotoFaces:
     """The faces of `paths` by `aligner`: the largest of each photo, or every face with `all_faces`. A photo with no
-    face, or one that cannot be read, is recorded and skipped. `bar` (a tqdm bar) advances one step a photo."""
+    face, or one that cannot be read (corrupt, over the pixel budget), is recorded and skipped; a large photo is
+    downscaled before detection (`g2d.core.read_photo`). `bar` (a tqdm bar) advances one step a photo. `crop(photo,
+    face)`, when given, makes each face's crop instead of the aligner's (a model with its own geometry, such as a
+    dlib chip: chapter 05b's `FaceEmbedder.crop`)."""
     size = aligner.config.size
     found = PhotoFaces(np.zeros((0, size, size, 3), np.uint8), [], [], [], [], {}, ">".join(aligner.config.detectors))
     crops = []
     for path in map(str, paths):
         try:
-            faces = aligner.align_all(path) if all_faces else [aligner(path)]
+            photo = read_photo(path)
+            faces = aligner.align_all(photo) if all_faces else [aligner(photo)]
         except G2DError as e:  # unreadable, corrupt, too small
             found.failed[path] = str(e)
             faces = None
@@ -635,7 +742,7 @@ def align_photos(aligner: FaceAligner, paths: Sequence[str | os.PathLike], all_f
             if not faces:
                 found.not_found.append(path)
             for k, face in enumerate(faces):
-                crops.append(face.image)
+                crops.append(face.image if crop is None else crop(photo, face))
                 found.landmarks.append(face.landmarks)
                 found.sources.append((path, k))
                 found.detectors.append(face.method)

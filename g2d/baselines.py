@@ -394,7 +394,9 @@ def load_baseline(spec: str, config: EvaluateConfig | None = None) -> BaselineEm
     return BaselineEmbedder(name, model, cfg.image_size, config.batch_size, label=spec)
 
 
-register_model(is_baseline_spec, load_baseline)
+register_model(is_baseline_spec, load_baseline, label="baseline:NAME[@PROFILE]",
+               description="a comparison model of the paper's tables, trained under the cache root on first use "
+                           "(`g2d baselines` lists the names)")
 
 # %% ../nbs/10c_baselines.ipynb #e9d7f825
 def _format_listing(rows: list[dict]) -> str:
@@ -408,6 +410,7 @@ def configure_cli(parser) -> None:
     parser.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "gpu"])
     parser.add_argument("--run-dir", default=None, help="checkpoints (default: <cache root>/baselines-<profile>)")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's recognizer steps")
+    parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
@@ -418,6 +421,11 @@ def configure_cli(parser) -> None:
                     for b in sorted(BASELINES.values(), key=lambda b: (b.kind, b.name))]
             print_result(rows, args.json, _format_listing)
             return 0
+        if args.root:  # the data root of this command (g2d.cli.main restores $G2D_DATA after it)
+            import os
+            from g2d.core import DATA_ENV_VAR
+
+            os.environ[DATA_ENV_VAR] = str(args.root)
         overrides = {"run_dir": args.run_dir or str(baseline_run_dir(args.profile))}
         if args.steps is not None:
             overrides["steps"] = args.steps

@@ -16,8 +16,9 @@ from typing import Any, Callable, Sequence
 from . import __version__
 
 # %% auto #0
-__all__ = ['SUBCOMMANDS', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_BROKEN_PIPE', 'DEBUG_ENV_VAR', 'load_configure',
-           'json_ready', 'print_result', 'configure_info', 'main']
+__all__ = ['SUBCOMMANDS', 'DATA_ROOT_OPTION', 'DEPRECATED_DATA_ROOT_OPTION', 'OPENCV_LOG_LEVEL', 'EXIT_ERROR', 'EXIT_USAGE',
+           'EXIT_INTERRUPTED', 'EXIT_BROKEN_PIPE', 'DEBUG_ENV_VAR', 'load_configure', 'json_ready', 'print_result',
+           'configure_info', 'main']
 
 # %% ../nbs/90_cli.ipynb #30778e03
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -33,10 +34,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "baselines": ("list the baselines, or train one by name (g2d baselines NAME --profile cpu)", "g2d.baselines:configure_cli"),
     "train": ("train G2D greedily, stage by stage, resumable (g2d train --profile cpu --root DIR)",
               "g2d.model:configure_train_cli"),
-    "embed": ("embed face photos with a trained G2D model", "g2d.model:configure_embed_cli"),
+    "models": ("the model names every command takes: released weights, teachers, SFace, baselines, folders, forms",
+               "g2d.catalog:configure_cli"),
+    "embed": ("embed face photos (or folders of them) with any model: the released G2D by default",
+              "g2d.model:configure_embed_cli"),
     "verify": ("are two face photos the same person? similarity and decision at a calibrated FMR",
                "g2d.model:configure_verify_cli"),
     "release": ("pack the release's training arrays, or train its GPU variant from them", "g2d.release:configure_cli"),
+    "trunk": ("students on a pretrained trunk: train a learning-curve row, pack arrays, train the GPU variant",
+              "g2d.trunk:configure_cli"),
     "export": ("export a G2D model to ONNX for deployment, with its preprocessing (g2d export --onnx OUT.onnx)", "g2d.export:configure_cli"),
 }
 
@@ -100,11 +106,84 @@ def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="g2d", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Masked face recognition with generative-to-discriminative representations (G2D).",
-        epilog=f"commands:\n{commands}\n\nRun `g2d COMMAND --help` for a command's options.")
+        epilog=f"commands:\n{commands}\n\nRun `g2d COMMAND --help` for a command's options.", allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"g2d {__version__}")
     parser.add_argument("command", choices=sorted(SUBCOMMANDS), metavar="COMMAND", help="one of the commands below")
-    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(g2d's own arguments up to and including the command name, the command's arguments exactly as given): the
+    command's arguments never pass through the top-level parser, so `g2d verify -- -dash.jpg b.jpg` keeps its `--`."""
+    for n, arg in enumerate(argv):
+        if not arg.startswith("-"):
+            return list(argv[:n + 1]), list(argv[n + 1:])
+    return list(argv), []
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    "Options every command has: the pixel budget of the images it reads."
+    from g2d.core import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV_VAR, pixel_count
+
+    parser.add_argument("--max-pixels", type=pixel_count, metavar="N",
+                        help=f"refuse images of more than N pixels before decoding them (default: ${MAX_PIXELS_ENV_VAR}, "
+                             f"else {DEFAULT_MAX_PIXELS:,})")
+
+
+#: The option naming the data root, in every command that reads one; `--data` (what `g2d reproduce` once took) is
+#: kept as a deprecated alias that says so.
+DATA_ROOT_OPTION, DEPRECATED_DATA_ROOT_OPTION = "--root", "--data"
+#: OpenCV's log level for every command (unless `$OPENCV_LOG_LEVEL` is set): its warnings, such as YuNet's
+#: "setPreferableTarget Targets are not supported", would otherwise share standard error with g2d's own lines.
+OPENCV_LOG_LEVEL = "ERROR"
+
+
+def _deprecated_alias(replacement: str) -> type[argparse.Action]:
+    "An argparse action for an old spelling of `replacement`: stores the value in its place and warns that it is deprecated."
+    class DeprecatedAlias(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            from g2d.core import G2DWarning
+
+            warnings.warn(f"{option_string} is deprecated: use {replacement} (the same value)", G2DWarning)
+            setattr(namespace, self.dest, values)
+    return DeprecatedAlias
+
+
+def _parsers(parser: argparse.ArgumentParser):
+    "`parser` and every parser of its actions under it (`g2d data check`, `g2d release pack`, ...)."
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _parsers(sub)
+
+
+def _one_spelling(parser: argparse.ArgumentParser) -> None:
+    """Every parser of a command: options only as spelled (`--data` is never read as a prefix of `--datasets`), and
+    beside `--root`, the data root, its deprecated alias `--data`."""
+    for each in _parsers(parser):
+        each.allow_abbrev = False
+        options = each._option_string_actions
+        if DATA_ROOT_OPTION in options and DEPRECATED_DATA_ROOT_OPTION not in options:
+            each.add_argument(DEPRECATED_DATA_ROOT_OPTION, dest=options[DATA_ROOT_OPTION].dest, metavar="DIR",
+                              action=_deprecated_alias(DATA_ROOT_OPTION), help=argparse.SUPPRESS)
+
+
+def _quiet_opencv() -> None:
+    "OpenCV logs errors only (`OPENCV_LOG_LEVEL`), in the processes the command starts too; `$OPENCV_LOG_LEVEL` wins."
+    os.environ.setdefault("OPENCV_LOG_LEVEL", OPENCV_LOG_LEVEL)
+    if "cv2" in sys.modules:  # loaded before (a notebook, a test): OpenCV read the variable when it started
+        logging = sys.modules["cv2"].utils.logging
+        level = getattr(logging, f"LOG_LEVEL_{os.environ['OPENCV_LOG_LEVEL'].upper()}", logging.LOG_LEVEL_ERROR)
+        logging.setLogLevel(level)
+
+
+def _os_error_text(error: OSError) -> str:
+    "An OS error as one line naming the path: `PATH: No space left on device`."
+    what = error.strerror or str(error) or type(error).__name__
+    if error.filename is None:
+        return what
+    return f"{error.filename}{' -> ' + str(error.filename2) if error.filename2 is not None else ''}: {what}"
 
 
 #: Exit codes of `g2d` (README "Errors and exit codes").
@@ -128,15 +207,20 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `g2d` command; returns the exit code (see the text above)."
-    from g2d.core import G2DError, G2DWarning
+    from g2d.core import DATA_ENV_VAR, MAX_PIXELS_ENV_VAR, G2DError, G2DWarning, device_from_environment
 
-    top = _top_parser().parse_args(argv)  # a usage error exits 2 (argparse)
+    head, rest = _split_command(sys.argv[1:] if argv is None else argv)
+    top = _top_parser().parse_args(head)  # a usage error exits 2 (argparse)
     name = f"g2d {top.command}"
     show_warning = warnings.showwarning
+    printed: set[str] = set()
+    saved = {variable: os.environ.get(variable) for variable in (MAX_PIXELS_ENV_VAR, DATA_ENV_VAR)}  # a command may set them
 
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, G2DWarning):
-            print(f"{name}: warning: {message}", file=sys.stderr)
+            if str(message) not in printed:  # each warning once per command, however often the work meets it
+                printed.add(str(message))
+                print(f"{name}: warning: {message}", file=sys.stderr)
         else:
             show_warning(message, category, filename, lineno, file, line)
 
@@ -144,9 +228,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = one_line_warning
             text, spec = SUBCOMMANDS[top.command]
-            parser = argparse.ArgumentParser(prog=name, description=text)
+            _quiet_opencv()
+            parser = argparse.ArgumentParser(prog=name, description=text, allow_abbrev=False)
             load_configure(spec)(parser)
-            args = parser.parse_args(top.args)  # exits 2 on a usage error
+            _add_common_options(parser)
+            _one_spelling(parser)
+            args = parser.parse_args(rest)  # exits 2 on a usage error
+            if args.max_pixels is not None:  # for this process and the ones it starts (kernels, workers)
+                os.environ[MAX_PIXELS_ENV_VAR] = str(args.max_pixels)
+            if getattr(args, "device", "") is None:  # a command's --device not given: $G2D_DEVICE's, else its default
+                args.device = device_from_environment(None)
+            device_from_environment()  # $G2D_DEVICE: a device that is unknown or absent ends every command here
             code = int(args.func(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return code
@@ -163,6 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `g2d metrics ... | head -1`: the reader left; say nothing
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as e:  # disk full, a read-only file system, a folder where a file is expected: named, with the path
+        if _debugging():
+            traceback.print_exc()
+        print(f"{name}: error: {_os_error_text(e)}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as e:
         if _debugging():
             traceback.print_exc()
@@ -170,6 +267,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: unexpected error: {type(e).__name__}{': ' + first_line if first_line else ''} "
               f"(run with {DEBUG_ENV_VAR}=1 for the traceback)", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 # %% ../nbs/90_cli.ipynb #88b9c41d

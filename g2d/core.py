@@ -8,6 +8,7 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -26,14 +27,16 @@ import numpy as np
 # %% auto #0
 __all__ = ['PROFILE_NAMES', 'DATA_ENV_VAR', 'DEFAULT_DATA_ROOT', 'DATASET_FOLDERS', 'CACHE_ENV_VAR', 'DEFAULT_CACHE_ROOT',
            'PORTABLE_MATH_ENV_VAR', 'PORTABLE_THREADS', 'PORTABLE_MATH_ENVIRONMENT', 'DEVICE_ENV_VAR',
-           'MANIFEST_PACKAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError', 'ConfigError',
-           'G2DWarning', 'parse_overrides', 'thread_count', 'check_profile_name', 'StageConfig', 'RunProfile',
-           'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
-           'loader_workers', 'portable_math_environment', 'pick_device', 'current_umask', 'usual_mode', 'atomic_write',
-           'atomic_write_text', 'atomic_write_json', 'atomic_torch_save', 'load_keyed_npz', 'publish_folder',
-           'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state', 'Timings', 'RunManifest',
-           'machine_info', 'canonical_five_points', 'dlib_model_file', 'packaged_file', 'packaged_weights',
-           'dense_labels', 'environment_report']
+           'MANIFEST_PACKAGES', 'MAX_PIXELS_ENV_VAR', 'DEFAULT_MAX_PIXELS', 'PHOTO_WORK_PIXELS',
+           'DECODER_DAMAGE_MESSAGES', 'CANONICAL_FIVE_POINTS_112', 'DLIB_MODEL_FILES', 'G2DError', 'ConfigError',
+           'G2DWarning', 'parse_overrides', 'usable_cores', 'thread_count', 'check_profile_name', 'StageConfig',
+           'RunProfile', 'DataRootError', 'data_root', 'find_datasets', 'cache_root', 'seed_everything', 'seed_worker',
+           'loader_workers', 'portable_math_environment', 'pick_device', 'device_from_environment', 'current_umask',
+           'usual_mode', 'atomic_write', 'atomic_write_text', 'atomic_write_json', 'atomic_torch_save',
+           'load_keyed_npz', 'publish_folder', 'fingerprint_files', 'fingerprint_tree', 'package_versions', 'git_state',
+           'Timings', 'RunManifest', 'machine_info', 'ImageTooLargeError', 'CorruptImageError', 'max_pixels',
+           'pixel_count', 'image_header', 'check_pixel_budget', 'read_photo', 'canonical_five_points',
+           'dlib_model_file', 'packaged_file', 'packaged_weights', 'dense_labels', 'environment_report']
 
 # %% ../nbs/00_core.ipynb #4c89cefd
 class G2DError(Exception):
@@ -64,14 +67,21 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     return overrides
 
 
+def usable_cores() -> int:
+    "The CPU cores this process may run on (its affinity where the platform tells it, else the machine's count)."
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_count(text: str) -> int:
-    "argparse type of `--threads`: a positive number of torch CPU threads."
+    "argparse type of `--threads`: a number of torch CPU threads from 1 to the cores this process may use."
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--threads must be a positive integer, got {text!r}")
+    cores = usable_cores()
+    if not 1 <= value <= cores:
+        raise argparse.ArgumentTypeError(f"--threads must be a positive integer, at most {cores} (the cores this "
+                                         f"process may use), got {text!r}")
     return value
 
 # %% ../nbs/00_core.ipynb #e47401ad
@@ -153,6 +163,7 @@ DEFAULT_DATA_ROOT = Path("data")
 DATASET_FOLDERS: dict[str, str] = {
     "lfw": "lfw", "celeba": "celeba", "mfr2": "mfr2", "rmfd": "rmfd", "mlfw": "mlfw", "cplfw": "cplfw",
     "celeba_wild": "celeba_wild", "utkface": "utkface", "cfp": "cfp", "mask_templates": "mask_templates",
+    "real_masked": "real_masked/with_mask",  # real photos of masked people: no identities (g2d data check counts them)
 }
 
 
@@ -252,7 +263,7 @@ def loader_workers(num_workers: int) -> dict[str, Any]:
         raise ConfigError("num_workers > 0 needs the 'fork' start method, which this platform lacks: set num_workers=0")
     return {"num_workers": num_workers, "worker_init_fn": seed_worker, "multiprocessing_context": "fork"}
 
-# %% ../nbs/00_core.ipynb #9fed42ac
+# %% ../nbs/00_core.ipynb #6e3df85c
 #: The environment of portable arithmetic (read by each library when it loads: it only acts on a new process).
 PORTABLE_MATH_ENVIRONMENT: dict[str, str] = {
     PORTABLE_MATH_ENV_VAR: "1",
@@ -314,6 +325,19 @@ def pick_device(preferred: str | None = "auto"):
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"device {name!r} asked for, but MPS is not available on this machine")
     return device
+
+
+def device_from_environment(default: str | None = "cpu") -> str | None:
+    """The device `$G2D_DEVICE` names, checked (`pick_device`: an unknown or absent device is a `ConfigError`
+    naming the variable), else `default`. `g2d` checks it before any command starts, and every command that runs a
+    network uses it where no `--device` is given."""
+    name = os.environ.get(DEVICE_ENV_VAR, "").strip()
+    if not name:
+        return default
+    try:
+        return str(pick_device(name))
+    except ConfigError as e:
+        raise ConfigError(f"${DEVICE_ENV_VAR}={name!r}: {e}") from None
 
 # %% ../nbs/00_core.ipynb #2714db6d
 def current_umask() -> int:
@@ -394,10 +418,10 @@ def load_keyed_npz(path: str | os.PathLike, fingerprint: str, keys: list[str], r
             arrays = {name: z[name] for name in rows}
             arrays.update({name: z[name] for name in optional if name in z.files})
     except Exception as e:
-        warnings.warn(f"{what} {path} is unreadable ({e}); recomputing")
+        warnings.warn(f"{what} {path} is unreadable ({e}); recomputing", G2DWarning, stacklevel=2)
         return None
     if stored != fingerprint or stored_keys != list(keys) or any(len(arrays[name]) != len(keys) for name in rows):
-        warnings.warn(f"{what} {path} does not match its fingerprint or keys; recomputing")
+        warnings.warn(f"{what} {path} does not match its fingerprint or keys; recomputing", G2DWarning, stacklevel=2)
         return None
     return arrays
 
@@ -534,6 +558,148 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+# %% ../nbs/00_core.ipynb #56c3e309
+MAX_PIXELS_ENV_VAR = "G2D_MAX_PIXELS"
+#: The default pixel budget of one image (width x height): larger images are refused before decoding.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Photos larger than this many pixels are downscaled before faces are searched in them (`read_photo`).
+PHOTO_WORK_PIXELS = 2048 * 2048
+
+
+class ImageTooLargeError(G2DError, ValueError):
+    "An image whose header declares more pixels than the pixel budget (refused before decoding)."
+
+
+class CorruptImageError(G2DError, OSError):
+    "An image file that cannot be read: missing, not an image, truncated or with corrupt data (the message names it)."
+
+
+def max_pixels() -> int:
+    "The pixel budget: `$G2D_MAX_PIXELS` when set (a positive integer), else `DEFAULT_MAX_PIXELS`."
+    text = os.environ.get(MAX_PIXELS_ENV_VAR, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"${MAX_PIXELS_ENV_VAR} must be a positive integer (pixels), got {text!r}")
+    return value
+
+
+def pixel_count(text: str) -> int:
+    "argparse type of `--max-pixels`: a positive integer."
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--max-pixels must be a positive integer (pixels), got {text!r}")
+    return value
+
+
+_PILLOW_LIMIT = __import__("threading").Lock()
+
+
+@contextmanager
+def _pillow_unbounded() -> Iterator[None]:
+    "Pillow without its own decompression-bomb limit, for a moment: the pixel budget is checked by `image_header`."
+    from PIL import Image
+
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def image_header(path: str | os.PathLike, limit: int | None = None) -> tuple[int, int, str]:
+    """(width, height, format) of the image file at `path`, read from its header (no pixel is decoded); an
+    `ImageTooLargeError` when width x height exceeds `limit` (default: `max_pixels()`), a `CorruptImageError`
+    when the file is missing or not an image Pillow knows."""
+    from PIL import Image, UnidentifiedImageError
+
+    path, limit = Path(path), limit or max_pixels()
+    if not path.is_file():
+        raise CorruptImageError(f"image file {path} does not exist" if not path.exists() else f"image path {path} is not a file")
+    try:
+        with _pillow_unbounded(), Image.open(path) as image:  # reads the header only
+            (width, height), kind = image.size, image.format or "unknown"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise CorruptImageError(f"cannot decode image file {path} ({path.stat().st_size} bytes): not an image g2d "
+                                f"reads, or damaged ({e})") from None
+    if width * height > limit:
+        raise ImageTooLargeError(f"image {path} is {width}x{height} = {width * height:,} pixels, over the pixel "
+                                 f"budget of {limit:,} (--max-pixels, ${MAX_PIXELS_ENV_VAR}): refused before decoding")
+    return width, height, kind
+
+
+def check_pixel_budget(path: str | os.PathLike, limit: int | None = None) -> None:
+    """`ImageTooLargeError` when the image at `path` declares more pixels than the budget (`image_header`); a file
+    that is not an image Pillow knows is left to the decoder that reads it next, and to its own error."""
+    try:
+        image_header(path, limit)
+    except CorruptImageError:
+        pass
+
+
+#: What libjpeg and libpng print (on the process's standard error, not through Python) about damaged data.
+DECODER_DAMAGE_MESSAGES: tuple[str, ...] = ("Corrupt JPEG data", "Premature end of JPEG file", "libpng error")
+
+
+def _decoder_messages(decode: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """(`decode()`, the lines the C decoders printed meanwhile): libjpeg writes its warnings about corrupt data to
+    file descriptor 2 itself, so that descriptor is pointed at a temporary file for the call (one call at a time);
+    lines that are not about damaged data go back to standard error."""
+    with _DECODER_STDERR:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                result = decode()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            sink.seek(0)
+            lines = sink.read().decode("utf-8", "replace").splitlines()
+    damage = [line for line in lines if line.startswith(DECODER_DAMAGE_MESSAGES)]
+    for line in lines:
+        if line not in damage:
+            print(line, file=sys.stderr)
+    return result, damage
+
+
+_DECODER_STDERR = __import__("threading").Lock()
+
+
+def read_photo(path: str | os.PathLike, work_pixels: int = PHOTO_WORK_PIXELS, limit: int | None = None) -> np.ndarray:
+    """A photo as an RGB uint8 array (H, W, 3), its EXIF orientation applied: checked against the pixel budget
+    before decoding (`image_header`), decoded strictly (corrupt data, which the decoders only warn about, is a
+    `CorruptImageError` naming the file) and downscaled to at most `work_pixels` pixels (see above)."""
+    import cv2
+
+    width, height, kind = image_header(path, limit)
+    reduction = 1
+    while kind == "JPEG" and reduction < 8 and width * height > work_pixels * reduction ** 2:
+        reduction *= 2  # the JPEG decoder's own scaling: 1/2, 1/4, 1/8
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[reduction]
+    data = np.fromfile(path, dtype=np.uint8)
+    image, damage = _decoder_messages(lambda: cv2.imdecode(data, flag))
+    if image is None or damage:
+        raise CorruptImageError(f"cannot decode image {path} ({data.size} bytes): corrupt {kind} data"
+                                + (f" ({damage[0]})" if damage else ""))
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    pixels = rgb.shape[0] * rgb.shape[1]
+    if pixels > work_pixels:
+        scale = math.sqrt(work_pixels / pixels)
+        rgb = cv2.resize(rgb, (max(1, int(rgb.shape[1] * scale)), max(1, int(rgb.shape[0] * scale))),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)
 
 # %% ../nbs/00_core.ipynb #bb89e0aa
 #: (x, y) in pixels of a 112x112 crop: right eye, left eye, nose tip, right mouth corner, left mouth corner.

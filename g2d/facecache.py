@@ -24,8 +24,9 @@ from .core import G2DError, atomic_write_json, usual_mode
 
 # %% auto #0
 __all__ = ['FACE_CACHE_FORMAT', 'CACHE_STATUSES', 'ALIGNED_STATUSES', 'SHARD_ARRAYS', 'REBUILD_HINT', 'INDEX_FILE', 'PLAN_FILE',
-           'FaceCacheError', 'file_stamp', 'item_digests', 'fingerprint_items', 'build_face_cache', 'CachedFace',
-           'FaceCache', 'FaceCacheDataset', 'face_cache_dir', 'dataset_align_config', 'dataset_face_cache']
+           'TRAINING_DATASETS', 'FaceCacheError', 'file_stamp', 'item_digests', 'fingerprint_items', 'shard_digests',
+           'build_face_cache', 'CachedFace', 'FaceCache', 'FaceCacheDataset', 'face_cache_dir', 'dataset_align_config',
+           'evaluation_align_config', 'dataset_face_cache']
 
 # %% ../nbs/02c_facecache.ipynb #6e595f99
 FACE_CACHE_FORMAT = 1
@@ -129,6 +130,19 @@ def _shard_name(index: int) -> str:
     return f"shard_{index:05d}"
 
 
+def shard_digests(folder: str | os.PathLike) -> dict[str, list]:
+    "`{file: [bytes, sha256]}` of a shard's arrays (see `SHARD_ARRAYS`): written at build, checked on open."
+    digests = {}
+    for name in SHARD_ARRAYS:
+        path = Path(folder) / f"{name}.npy"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.name] = [path.stat().st_size, digest.hexdigest()]
+    return digests
+
+
 def _align_shard(task: tuple) -> dict:
     "Align one shard's items and write the shard atomically; returns the shard's summary."
     out_dir, shard_index, rows, on_unreadable = task
@@ -166,6 +180,7 @@ def _align_shard(task: tuple) -> dict:
         os.chmod(temporary, usual_mode(directory=True))  # mkdtemp's folders are private (0o700)
         for name, array in arrays.items():
             np.save(temporary / f"{name}.npy", array)
+        meta["files"] = shard_digests(temporary)
         atomic_write_json(temporary / "meta.json", meta)
         try:
             os.rename(temporary, final)  # atomic: the shard appears complete or not at all
@@ -225,6 +240,17 @@ def _layout(items: list, digests: list[str], config: AlignConfig, shard_size: in
                                       [identity for _, identity in items]], sort_keys=True).encode()).hexdigest()
 
 
+def _read_json(path: Path) -> dict:
+    "A cache's index, plan or shard metadata; a `FaceCacheError` naming `--rebuild-cache` when it is damaged."
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FaceCacheError(f"{path} is damaged ({e}); {REBUILD_HINT}") from None
+    if not isinstance(value, dict):
+        raise FaceCacheError(f"{path} is damaged (a JSON {type(value).__name__}, not an object); {REBUILD_HINT}")
+    return value
+
+
 def _clear_build(out_dir: Path) -> None:
     for path in out_dir.iterdir():
         if path.name.startswith(("shard_", ".shard_")) and path.is_dir():
@@ -272,7 +298,7 @@ def _build_locked(items, out_dir: Path, config: AlignConfig, workers: int, shard
         path = out_dir / existing_file
         if not path.is_file():
             continue
-        existing = json.loads(path.read_text(encoding="utf-8"))
+        existing = _read_json(path)
         same = all(existing.get(k) == plan[k] for k in ("fingerprint", "shard_size", "on_unreadable"))
         if same and existing_file == INDEX_FILE:
             if existing.get("stamps") != stamps or existing.get("layout") != plan["layout"]:
@@ -338,10 +364,11 @@ def _build_locked(items, out_dir: Path, config: AlignConfig, workers: int, shard
     finally:
         bar.close()
 
-    metas = [json.loads((out_dir / _shard_name(i) / "meta.json").read_text(encoding="utf-8")) for i in range(shard_count)]
+    metas = [_read_json(out_dir / _shard_name(i) / "meta.json") for i in range(shard_count)]
     counts = {s: sum(m["counts"].get(s, 0) for m in metas) for s in CACHE_STATUSES}
     index = {**plan, "size": config.size, "classes": classes,
-             "shards": [{"name": _shard_name(m["shard"]), "first_item": m["first_item"], "count": m["count"]} for m in metas],
+             "shards": [{"name": _shard_name(m["shard"]), "first_item": m["first_item"], "count": m["count"],
+                         "files": m.get("files") or shard_digests(out_dir / _shard_name(m["shard"]))} for m in metas],
              "counts": counts, "problems": [p for m in metas for p in m["problems"]],
              "sources": [_describe(source) for source, _ in items],
              "seconds": round(time.perf_counter() - start, 3), "workers": workers,
@@ -378,9 +405,12 @@ class FaceCache:
             state = "a partial build (build.json without index.json): run build_face_cache again to resume" \
                 if (self.path / PLAN_FILE).is_file() else "no face cache"
             raise FaceCacheError(f"{self.path} holds {state}")
-        self.index = json.loads(index_file.read_text(encoding="utf-8"))
+        self.index = _read_json(index_file)
         if self.index.get("format") != FACE_CACHE_FORMAT:
             raise FaceCacheError(f"{self.path}: cache format {self.index.get('format')}, this g2d reads {FACE_CACHE_FORMAT}")
+        missing = [k for k in ("config", "classes", "counts", "fingerprint", "sources", "shards", "items") if k not in self.index]
+        if missing:
+            raise FaceCacheError(f"{index_file} is damaged (no {missing}); {REBUILD_HINT}")
         self.config = AlignConfig.from_params(self.index["config"])
         self.classes: list[str | int] = self.index["classes"]
         self.counts: dict[str, int] = {s: int(self.index["counts"].get(s, 0)) for s in CACHE_STATUSES}
@@ -390,7 +420,39 @@ class FaceCache:
         self._shards: dict[tuple[int, str], np.ndarray] = {}
         for shard in self.index["shards"]:
             if not (self.path / shard["name"]).is_dir():
-                raise FaceCacheError(f"{self.path}: shard {shard['name']} listed in the index is missing")
+                raise FaceCacheError(f"{self.path}: shard {shard['name']} listed in the index is missing; {REBUILD_HINT}")
+        self._checked: set[int] = set()
+        if any("files" not in shard for shard in self.index["shards"]):
+            self._seal()
+
+    def _seal(self) -> None:
+        """A cache built by a g2d without shard digests gets them now, from its files as they are (so a change from
+        now on is caught); a read-only cache stays as it is, unchecked."""
+        for shard in self.index["shards"]:
+            shard.setdefault("files", shard_digests(self.path / shard["name"]))
+        try:
+            atomic_write_json(self.path / INDEX_FILE, self.index)
+        except OSError:
+            for shard in self.index["shards"]:
+                shard["files"] = None
+
+    def check_shard(self, shard: int) -> None:
+        """Compare shard `shard`'s files with the sizes and SHA-256 digests written when it was built (done once per
+        shard and process, before its first array is read); a `FaceCacheError` naming `--rebuild-cache` otherwise."""
+        if shard in self._checked:
+            return
+        entry = self.index["shards"][shard]
+        if entry.get("files") is not None:
+            folder = self.path / entry["name"]
+            sizes = {name: (folder / name).stat().st_size if (folder / name).is_file() else None for name in entry["files"]}
+            changed = sorted(name for name, (size, _) in entry["files"].items() if sizes[name] != size)
+            if not changed:  # the sizes agree: the contents must too
+                found = shard_digests(folder)
+                changed = sorted(name for name in entry["files"] if found.get(name) != entry["files"][name])
+            if changed:
+                raise FaceCacheError(f"{self.path / entry['name']}: {', '.join(changed)} changed since the cache was "
+                                     f"built (size or SHA-256 differs): the cache cannot be trusted; {REBUILD_HINT}")
+        self._checked.add(shard)
 
     def __len__(self) -> int:
         return int(self.index["items"])
@@ -398,6 +460,7 @@ class FaceCache:
     def _shard_array(self, shard: int, name: str) -> np.ndarray:
         key = (shard, name)
         if key not in self._shards:
+            self.check_shard(shard)
             self._shards[key] = np.load(self.path / self.index["shards"][shard]["name"] / f"{name}.npy", mmap_mode="r")
         return self._shards[key]
 
@@ -502,6 +565,20 @@ def dataset_align_config(dataset: str, profile: str = "cpu", **overrides) -> Ali
     return AlignConfig.from_profile(profile, **{**extra, **overrides})
 
 
+#: The training sets: their caches keep `dataset_align_config` (released models and runs read them by fingerprint).
+TRAINING_DATASETS: tuple[str, ...] = ("celeba", "celeba_wild", "utkface")
+
+
+def evaluation_align_config(dataset: str, profile: str = "cpu", detectors: Sequence[str] | None = None) -> AlignConfig:
+    """The `AlignConfig` of an evaluation set's cache (LFW, CFP, RMFD, ...; `g2d evaluate`): g2d's one front end
+    (`g2d.align.front_end_config`, preset `"datasets"`: the face nearest the centre, the dataset's face box last) at
+    the `profile`'s crop size; `detectors` replace its cascade."""
+    from g2d.align import FACE_BOXES, front_end_config
+
+    extra = {"face_box": FACE_BOXES[dataset]} if dataset in FACE_BOXES else {}
+    return front_end_config(AlignConfig.from_profile(profile).size, detectors, "datasets", **extra)
+
+
 def _folder_for_root(out_dir: Path, dataset: str, root) -> Path:
     "`out_dir`, unless it holds a cache of another copy of `dataset` (another data root): then a folder named for this root."
     from g2d.core import DATASET_FOLDERS, data_root
@@ -510,7 +587,7 @@ def _folder_for_root(out_dir: Path, dataset: str, root) -> Path:
     if not index.is_file():
         return out_dir
     folder = os.path.realpath(data_root(root) / DATASET_FOLDERS.get(dataset, dataset))
-    sources = json.loads(index.read_text(encoding="utf-8"))["sources"]
+    sources = _read_json(index).get("sources", [])
     if not sources or os.path.realpath(sources[0]).startswith(folder + os.sep):
         return out_dir
     return out_dir.with_name(f"{out_dir.name}-{hashlib.sha256(folder.encode()).hexdigest()[:8]}")
@@ -519,7 +596,8 @@ def _folder_for_root(out_dir: Path, dataset: str, root) -> Path:
 def dataset_face_cache(dataset: str, root: str | os.PathLike | None = None, config: AlignConfig | None = None,
                        cache_dir: str | os.PathLike | None = None, workers: int = 2, verify: bool = False,
                        progress: bool = True, rebuild: bool = False) -> "FaceCache":
-    """The aligned-face cache of `dataset` under the data root `root` (default: `dataset_align_config(dataset)`),
+    """The aligned-face cache of `dataset` under the data root `root` (default: `dataset_align_config(dataset)` for
+    a training set, else the front end's `evaluation_align_config(dataset)`),
     under the cache root `cache_dir` (`g2d.core.cache_root`); built when missing or partial, partly re-aligned when
     image files changed since (see `FaceCache.is_current`), rebuilt from scratch with `rebuild=True` (the command
     line's `--rebuild-cache`). The cache of another copy of the dataset (another data root) is never returned for
@@ -527,7 +605,8 @@ def dataset_face_cache(dataset: str, root: str | os.PathLike | None = None, conf
     from g2d.core import cache_root
     from g2d.datasets import open_dataset
 
-    config = config or dataset_align_config(dataset)
+    if config is None:
+        config = dataset_align_config(dataset) if dataset in TRAINING_DATASETS else evaluation_align_config(dataset)
     out_dir = _folder_for_root(face_cache_dir(cache_root(cache_dir), dataset, config), dataset, root)
     samples = [(str(path), identity) for path, identity in open_dataset(dataset, root).samples]
     if (out_dir / INDEX_FILE).is_file() and not verify and not rebuild:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import (ConfigError, G2DError, StageConfig, atomic_write_json, check_profile_name, parse_overrides,
-                      pick_device, seed_everything, thread_count)
+                      pick_device, seed_everything, thread_count, usual_mode)
 from .inpainting import (ENCODER_VARIANTS, GenerativeEncoder, InpaintingError, PatchCritic, gradient_penalty,
                             to_grid)
 from .masks import MASK_KINDS, MaskTemplates, RandomMasker, random_flip, resolve_mask_templates
@@ -338,6 +338,7 @@ def save_generative_encoder(encoder: GenerativeEncoder, folder: str | os.PathLik
     tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     tmp = folder / (MODEL_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": "g2d-generative-encoder-1"})
+    os.chmod(tmp, usual_mode())  # safetensors writes 0600: a cached encoder gets the usual permissions
     os.replace(tmp, folder / MODEL_FILE)
     atomic_write_json(folder / CONFIG_FILE, cfg.to_params())
     return folder
@@ -583,6 +584,7 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="override configuration values (VALUE as JSON, else a string), e.g. pretrain_steps=100 variant=cnn")
     parser.add_argument("--faces", type=int, default=500, help="held-out faces to evaluate on (evaluate)")
+    parser.add_argument("--root", help="data root (default: $G2D_DATA, else ./data)")
     parser.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (a positive integer)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -591,6 +593,10 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
+        if args.root:  # the data root of this command (g2d.cli.main restores $G2D_DATA after it)
+            from g2d.core import DATA_ENV_VAR
+
+            os.environ[DATA_ENV_VAR] = str(args.root)
         if args.action == "train":
             overrides = parse_overrides(args.set)
             summary = train_inpainter(InpaintingConfig.from_profile(args.profile, **overrides), args.out)

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Iterable, Sequence
 import cv2
 import numpy as np
 
-from .core import ConfigError, G2DError, StageConfig, atomic_write_json
+from .core import ConfigError, G2DError, StageConfig, atomic_write_json, check_pixel_budget
 
 # %% auto #0
 __all__ = ['MASK_KINDS', 'JAW_POINTS', 'NOSE_BRIDGE', 'RIGHT_EYE', 'LEFT_EYE', 'LOWER_LIP_POINT', 'CHIN_POINT', 'NOSE_TIP',
@@ -182,6 +182,7 @@ class MaskTemplate:
     def image(self) -> np.ndarray:
         "The RGBA image (read from `path` on first use)."
         if self.rgba is None:
+            check_pixel_budget(self.path)  # before decoding
             data = cv2.imread(str(self.path), cv2.IMREAD_UNCHANGED)
             if data is None or data.ndim != 3 or data.shape[2] != 4:
                 got = "unreadable" if data is None else f"shape {data.shape}"
@@ -281,6 +282,7 @@ class MaskTemplates:
         if name not in self.textures:
             raise MaskTemplateError(f"no texture {name!r} in {self.folder}/textures")
         if name not in self._texture_images:
+            check_pixel_budget(self.textures[name])  # before decoding
             data = cv2.imread(str(self.textures[name]), cv2.IMREAD_COLOR)
             if data is None:
                 raise MaskTemplateError(f"texture {self.textures[name]} cannot be read")

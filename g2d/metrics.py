@@ -137,7 +137,8 @@ def _fdr(genuine: np.ndarray, impostor: np.ndarray) -> float:
     numerator = (genuine.mean() - impostor.mean()) ** 2
     if numerator == 0:
         return 0.0
-    denominator = genuine.var() + impostor.var()
+    # a constant class has no variance at all (NumPy's var of [0.7, 0.7, 0.7] is 1e-32, the mean's rounding)
+    denominator = sum(float(v.var()) if v.max() != v.min() else 0.0 for v in (genuine, impostor))
     return float(numerator / denominator) if denominator > 0 else math.inf
 
 # %% ../nbs/04_metrics.ipynb #90d7500b

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .align import PhotoFaces, align_photos, photo_aligner
-from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json, check_profile_name,
-                      dense_labels, pick_device, thread_count, usual_mode)
+from .core import (ConfigError, G2DError, RunManifest, StageConfig, atomic_write_json,
+                      check_profile_name, dense_labels, device_from_environment, image_header, pick_device,
+                      thread_count, usable_cores, usual_mode)
 from .classifier import ClassifierConfig, FeatureClassifier, train_classifier
 from .evaluate import (EvaluateConfig, FaceEmbedder, embed_images, hash_weights, load_model,
                           register_model)
@@ -31,18 +32,20 @@ from .training_faces import FaceArrays, TrainingFaces, union_training_faces
 from .reformer import Reformer, ReformerConfig, fold_first_order, freeze, train_reformer
 
 # %% auto #0
-__all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_WEIGHTS', 'G2D_METADATA',
-           'RELEASE_NAME', 'PRETRAINED_SPEC', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
+__all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G2D_FORMAT', 'G2D_OLDER_FORMATS', 'G2D_WEIGHTS',
+           'G2D_METADATA', 'G2D_SIZE_LIMITS', 'RELEASE_NAME', 'SCRATCH_RELEASE_NAME', 'PRETRAINED_SPEC', 'SCRATCH_SPEC',
+           'RELEASED_SPECS', 'TRUNK_STUDENT_FORMAT', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
            'INFERENCE_FIELDS', 'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX',
-           'FLIP_PREFIX', 'NOFLIP_PREFIX', 'G2DConfig', 'training_faces', 'mask_templates_for', 'MaskedTriplets',
-           'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError', 'is_g2d_checkpoint',
-           'save_g2d', 'read_g2d_metadata', 'check_g2d_metadata', 'load_g2d', 'pretrained_folder', 'load_pretrained',
+           'FLIP_PREFIX', 'NOFLIP_PREFIX', 'DEFAULT_VERIFY_FMR', 'G2DConfig', 'training_faces', 'mask_templates_for',
+           'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError',
+           'is_g2d_checkpoint', 'save_g2d', 'g2d_digest', 'read_g2d_metadata', 'check_g2d_metadata',
+           'threshold_problems', 'load_g2d', 'pretrained_folder', 'load_saved_model', 'load_pretrained',
            'load_model_spec', 'released_estimator', 'estimate_occlusion', 'encoder_folder', 'train_encoder_stage',
            'centred', 'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage',
-           'calibration_pairs', 'held_out_scores', 'calibrate_stage', 'learned_params', 'run_folder',
-           'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces', 'embed_photo_batches',
-           'embed_photos', 'save_crops', 'configure_train_cli', 'configure_embed_cli', 'verify_decision',
-           'configure_verify_cli']
+           'calibration_pairs', 'held_out_scores', 'calibrate_scores', 'calibrate_stage', 'learned_params',
+           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces',
+           'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli', 'photo_files',
+           'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
 OCCLUSION_SOURCES: tuple[str, ...] = ("exact", "grabcut")
@@ -366,11 +369,23 @@ class G2D(nn.Module):
             return F.normalize(self.represent(xb, mb, representation, flip_average), dim=1).cpu()
 
         parts = [batch(xb, mb) for xb, mb in zip(x.split(batch_size), m.split(batch_size))]
-        return torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)
+        embeddings = torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)
+        broken = int((~torch.isfinite(embeddings)).any(1).sum())
+        if broken:  # never a similarity, never a verdict
+            raise G2DError(f"the model gave NaN or infinite embeddings for {broken} of {len(embeddings)} faces: its "
+                           "weights or its input are broken")
+        return embeddings
 
 # %% ../nbs/09_model.ipynb #75173f5c
-G2D_FORMAT = "g2d-model-1"
+G2D_FORMAT = "g2d-model-2"
+#: Formats of folders written by an older g2d: they load without a digest (their every other check still applies).
+G2D_OLDER_FORMATS: tuple[str, ...] = ("g2d-model-1",)
 G2D_WEIGHTS, G2D_METADATA = "model.safetensors", "g2d.json"
+#: Upper bounds of the sizes in `g2d.json` (a hand-edited size must not reach a terabyte allocation).
+G2D_SIZE_LIMITS: dict[str, int] = {"image_size": 1024, "in_channels": 4096, "width": 4096, "embedding_dim": 8192,
+                                   "num_identities": 10_000_000, "encoder": 65536}
+_SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+                       torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 class G2DCheckpointError(G2DError):
@@ -400,8 +415,25 @@ def save_g2d(model: G2D, folder: str | os.PathLike, config: G2DConfig, threshold
     save_file(tensors, str(tmp), metadata={"format": G2D_FORMAT})
     os.chmod(tmp, usual_mode())  # safetensors writes 0600: a model gets the usual permissions
     os.replace(tmp, folder / G2D_WEIGHTS)
+    metadata = json.loads(json.dumps(metadata, default=str))  # as it will be read back
+    metadata["digest"] = g2d_digest(folder, metadata)
     atomic_write_json(folder / G2D_METADATA, metadata)
     return folder
+
+
+def g2d_digest(folder: str | os.PathLike, metadata: dict) -> str:
+    """SHA-256 of a model folder's weights (the bytes of `model.safetensors`) and of everything else in its metadata
+    (the architecture, the configuration with its inference fields such as `test_time_flip`, the thresholds):
+    `save_g2d` writes it into `g2d.json`, `load_g2d` refuses a folder whose digest no longer matches."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(Path(folder) / G2D_WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    body = {key: value for key, value in metadata.items() if key != "digest"}
+    digest.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()
 
 
 def read_g2d_metadata(folder: str | os.PathLike) -> dict:
@@ -431,10 +463,13 @@ def check_g2d_metadata(metadata: Any, where: str | os.PathLike = G2D_METADATA) -
 
     if not isinstance(metadata, dict):
         raise G2DCheckpointError(f"{where}: expected a JSON object, got {type(metadata).__name__}")
-    if metadata.get("format") != G2D_FORMAT:
-        raise G2DCheckpointError(f"{where}: format {metadata.get('format')!r}, this g2d reads {G2D_FORMAT!r}")
+    if metadata.get("format") not in (G2D_FORMAT, *G2D_OLDER_FORMATS):
+        raise G2DCheckpointError(f"{where}: format {metadata.get('format')!r}, this g2d reads {G2D_FORMAT!r} (and "
+                                 f"{', '.join(map(repr, G2D_OLDER_FORMATS))}, written by older versions)")
     problems = []
     kinds = {"config": dict, "image_size": int, "encoder": dict, "reformer": dict, "thresholds": dict}
+    if metadata["format"] == G2D_FORMAT:
+        kinds["digest"] = str
     for key, kind in kinds.items():
         if key not in metadata:
             problems.append(f"no {key!r}")
@@ -442,26 +477,26 @@ def check_g2d_metadata(metadata: Any, where: str | os.PathLike = G2D_METADATA) -
             problems.append(f"{key!r} must be {kind.__name__}, got {type(metadata[key]).__name__}")
     if problems:
         raise G2DCheckpointError(f"{where}: " + "; ".join(problems))
-    if metadata["image_size"] < 8:
-        problems.append(f"image_size must be at least 8, got {metadata['image_size']}")
+    if not 8 <= metadata["image_size"] <= G2D_SIZE_LIMITS["image_size"]:
+        problems.append(f"image_size must be from 8 to {G2D_SIZE_LIMITS['image_size']}, got {metadata['image_size']}")
+    sizes = [v for v in metadata["encoder"].values() if _is_int(v)]
+    sizes += [v for value in metadata["encoder"].values() if isinstance(value, list) for v in value if _is_int(v)]
+    if any(v > G2D_SIZE_LIMITS["encoder"] for v in sizes):
+        problems.append(f"encoder sizes must be at most {G2D_SIZE_LIMITS['encoder']}, got {max(sizes)}")
     encoder_arguments = set(inspect.signature(GenerativeEncoder).parameters)
     if unknown := sorted(set(metadata["encoder"]) - encoder_arguments):
         problems.append(f"unknown encoder argument(s) {unknown}; known: {sorted(encoder_arguments)}")
     reformer = metadata["reformer"]
     for key in ("in_channels", "width", "embedding_dim"):
-        if not _is_int(reformer.get(key)) or reformer[key] < 1:
-            problems.append(f"reformer.{key} must be a positive integer, got {reformer.get(key)!r}")
+        if not _is_int(reformer.get(key)) or not 1 <= reformer[key] <= G2D_SIZE_LIMITS[key]:
+            problems.append(f"reformer.{key} must be an integer from 1 to {G2D_SIZE_LIMITS[key]}, got {reformer.get(key)!r}")
     if unknown := sorted(set(reformer) - {"in_channels", "width", "embedding_dim"}):
         problems.append(f"unknown reformer argument(s) {unknown}")
     identities = metadata.get("num_identities")
-    if identities is not None and (not _is_int(identities) or identities < 1):
-        problems.append(f"num_identities must be null or a positive integer, got {identities!r}")
-    for fmr, entry in metadata["thresholds"].items():
-        if fmr in ("pairs", "held_out", "validation"):
-            continue
-        threshold = entry.get("threshold") if isinstance(entry, dict) else None
-        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
-            problems.append(f"thresholds[{fmr!r}] must be an object with a finite number 'threshold', got {entry!r}")
+    limit = G2D_SIZE_LIMITS["num_identities"]
+    if identities is not None and (not _is_int(identities) or not 1 <= identities <= limit):
+        problems.append(f"num_identities must be null or an integer from 1 to {limit}, got {identities!r}")
+    problems += threshold_problems(metadata["thresholds"])
     if not problems:  # the configuration the model was trained with must describe the same network and crop
         try:
             config = G2DConfig.from_params(metadata["config"])
@@ -481,21 +516,100 @@ def check_g2d_metadata(metadata: Any, where: str | os.PathLike = G2D_METADATA) -
         raise G2DCheckpointError(f"{where}: " + "; ".join(problems))
 
 
+def threshold_problems(thresholds: dict) -> list[str]:
+    """What is wrong with a model's calibrated thresholds (`g2d.json` `thresholds`): each FMR key a number in (0, 1),
+    each threshold a cosine similarity in (-1, 1] (1 + 1e-6 allowed for float rounding), and a stricter FMR never
+    with a lower threshold. Empty when they are fine."""
+    problems, points = [], []
+    for fmr, entry in thresholds.items():
+        if fmr in ("pairs", "held_out", "validation"):
+            continue
+        threshold = entry.get("threshold") if isinstance(entry, dict) else None
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+            problems.append(f"thresholds[{fmr!r}] must be an object with a finite number 'threshold', got {entry!r}")
+            continue
+        try:
+            rate = float(fmr)
+        except ValueError:
+            rate = math.nan
+        if not 0 < rate < 1:
+            problems.append(f"thresholds[{fmr!r}]: the key must be a false match rate in (0, 1)")
+        elif not -1 < threshold <= 1 + 1e-6:
+            problems.append(f"thresholds[{fmr!r}]: {threshold} is not a cosine similarity in (-1, 1]")
+        else:
+            points.append((rate, threshold, fmr))
+    points.sort(reverse=True)  # the most lenient FMR first: its threshold must be the lowest
+    for (_, lower, loose), (_, higher, strict) in zip(points, points[1:]):
+        if higher < lower:
+            problems.append(f"thresholds: FMR {strict} has threshold {higher}, below FMR {loose}'s {lower} (a stricter "
+                            "false match rate needs a higher threshold)")
+    return problems
+
+
+def _shapes_of(build) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """{name: (shape, dtype)} of the state of the module `build()` makes, built on PyTorch's `meta` device (no memory,
+    whatever the sizes) with `torch.nn.init`'s initialisers skipped (on `meta` they would only cost time)."""
+    initialisers = {name: getattr(nn.init, name) for name in dir(nn.init) if name.endswith("_") and not name.startswith("_")}
+    try:
+        for name in initialisers:
+            setattr(nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        with torch.device("meta"):
+            return {k: (tuple(v.shape), v.dtype) for k, v in build().state_dict().items()}
+    finally:
+        for name, function in initialisers.items():
+            setattr(nn.init, name, function)
+
+
+def _check_tensors(path: Path, expected: dict[str, tuple[tuple[int, ...], torch.dtype]]) -> None:
+    "Compare a safetensors file's header (names, dtypes, shapes; no tensor read) with what the model expects."
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            found = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise G2DCheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+    problems = [f"missing {sorted(set(expected) - set(found))[:5]}"] if set(expected) - set(found) else []
+    problems += [f"unexpected {sorted(set(found) - set(expected))[:5]}"] if set(found) - set(expected) else []
+    for name in sorted(set(found) & set(expected)):
+        (shape, dtype), (want_shape, want_dtype) = found[name], expected[name]
+        if dtype != _SAFETENSORS_DTYPES.get(want_dtype):
+            problems.append(f"{name} is {dtype}, the model needs {_SAFETENSORS_DTYPES.get(want_dtype, want_dtype)}")
+        elif shape != want_shape:
+            problems.append(f"{name} has shape {list(shape)}, the model needs {list(want_shape)}")
+    if problems:
+        raise G2DCheckpointError(f"the tensors in {path.parent} do not fit the model its {G2D_METADATA} describes: "
+                                 + "; ".join(problems[:6]) + (f"; ... {len(problems) - 6} more" if len(problems) > 6 else ""))
+
+
 def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G2D:
     "The G2D model saved in `folder`, in eval mode on `device`; `.metadata` holds its configuration and thresholds."
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    metadata = read_g2d_metadata(folder)
-    encoder = GenerativeEncoder(**metadata["encoder"])  # checked by read_g2d_metadata
-    reformer = Reformer(**metadata["reformer"])
-    classifier = (FeatureClassifier(metadata["reformer"]["embedding_dim"], metadata["num_identities"])
-                  if metadata["num_identities"] else None)
-    model = G2D(encoder, reformer, classifier, metadata["image_size"])
+    folder, metadata = Path(folder), read_g2d_metadata(folder)
+
+    def build() -> G2D:
+        encoder = GenerativeEncoder(**metadata["encoder"])  # checked by read_g2d_metadata
+        reformer = Reformer(**metadata["reformer"])
+        classifier = (FeatureClassifier(metadata["reformer"]["embedding_dim"], metadata["num_identities"])
+                      if metadata["num_identities"] else None)
+        return G2D(encoder, reformer, classifier, metadata["image_size"])
+
+    _check_tensors(folder / G2D_WEIGHTS, _shapes_of(build))  # the shapes the metadata describes, never allocated
     try:
-        tensors = load_file(str(Path(folder) / G2D_WEIGHTS))
+        tensors = load_file(str(folder / G2D_WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
-        raise G2DCheckpointError(f"{Path(folder) / G2D_WEIGHTS} is not a readable safetensors file: {e}") from e
+        raise G2DCheckpointError(f"{folder / G2D_WEIGHTS} is not a readable safetensors file: {e}") from e
+    broken = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise G2DCheckpointError(f"{folder / G2D_WEIGHTS}: tensor(s) {broken[:5]} hold NaN or infinite values")
+    if metadata["format"] == G2D_FORMAT and g2d_digest(folder, metadata) != metadata["digest"]:
+        raise G2DCheckpointError(f"{folder}: the weights or {G2D_METADATA} changed after the model was saved (its "
+                                 "digest no longer matches): the thresholds were calibrated for other weights or other "
+                                 "inference settings (test_time_flip). Restore the folder, or save the model again "
+                                 "(g2d.model.save_g2d) and recalibrate")
+    model = build()
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
@@ -506,8 +620,12 @@ def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G
     return model.to(device)
 
 # %% ../nbs/09_model.ipynb #e3a797e6
-RELEASE_NAME = "g2d-cpu-release"
+RELEASE_NAME = "g2d-cpu-release"  # the released weights g2d loads by default
+SCRATCH_RELEASE_NAME = "g2d-cpu-release"  # G2D trained from scratch (this chapter and 09b), loadable by name
 PRETRAINED_SPEC = "pretrained"  # the model name that means the released weights (CLI `--model`, g2d.evaluate)
+SCRATCH_SPEC = "scratch"  # the model name of the from-scratch G2D release
+#: Model names that mean a folder of released weights in the package.
+RELEASED_SPECS: dict[str, str] = {PRETRAINED_SPEC: RELEASE_NAME, SCRATCH_SPEC: SCRATCH_RELEASE_NAME}
 
 
 def pretrained_folder(name: str = RELEASE_NAME) -> Path:
@@ -517,19 +635,39 @@ def pretrained_folder(name: str = RELEASE_NAME) -> Path:
     return packaged_weights(name)
 
 
-def load_pretrained(name: str = RELEASE_NAME, device: str | torch.device = "cpu") -> G2D:
-    "The released G2D model `name`, from the installed package, in eval mode on `device` (no data, no training)."
+#: The format of a saved student on a pretrained trunk (chapter 09d), which `load_saved_model` also reads.
+TRUNK_STUDENT_FORMAT = "g2d-trunk-1"
+
+
+def load_saved_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
+    """A saved model folder of either kind, by the format its `g2d.json` names: a G2D model (`load_g2d`) or a student
+    on a pretrained trunk (`g2d.trunk.load_student`, chapter 09d, imported only then)."""
+    path = Path(folder) / G2D_METADATA
+    try:
+        kind = json.loads(path.read_text(encoding="utf-8")).get("format") if path.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind == TRUNK_STUDENT_FORMAT:
+        from g2d.trunk import load_student
+
+        return load_student(folder, device)
+    return load_g2d(folder, device)
+
+
+def load_pretrained(name: str = RELEASE_NAME, device: str | torch.device = "cpu"):
+    "The released model `name`, from the installed package, in eval mode on `device` (no data, no training)."
     folder = pretrained_folder(name)
     if not is_g2d_checkpoint(folder):
         released = sorted(p.name for p in folder.parent.glob("*") if is_g2d_checkpoint(p)) if folder.parent.is_dir() else []
         raise G2DCheckpointError(f"no released G2D weights {name!r} in this install ({folder}); released here: "
                                  f"{released or 'none'}. Train a model with `g2d train` and pass its folder instead.")
-    return load_g2d(folder, device)
+    return load_saved_model(folder, device)
 
 
-def load_model_spec(spec: str | os.PathLike, device: str | torch.device = "cpu") -> G2D:
-    "A G2D model named on a command line: `pretrained` (the released weights) or a saved model folder."
-    return load_pretrained(device=device) if str(spec) == PRETRAINED_SPEC else load_g2d(spec, device)
+def load_model_spec(spec: str | os.PathLike, device: str | torch.device = "cpu"):
+    "A model named on a command line: `pretrained` (the released weights), `scratch` (the from-scratch G2D) or a folder."
+    name = RELEASED_SPECS.get(str(spec))
+    return load_pretrained(name, device) if name else load_saved_model(spec, device)
 
 # %% ../nbs/09_model.ipynb #5e5ca703
 #: The occlusion estimators (`estimate_occlusion`, `embed_faces`, `g2d embed --estimator`): `learned` (the released network of chapter 06c, the default), `grabcut`
@@ -695,16 +833,17 @@ def held_out_scores(model: G2D, held: FaceArrays, cfg: G2DConfig, impostors: int
             "MR-MP": (score(occluded, occluded), genuine)}
 
 
-def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequence[float] = (0.01, 0.001)) -> dict:
-    "Stage 5: verification thresholds at `fmrs`, and validation metrics, on the held-out identities (see above)."
+def calibrate_scores(scores: dict[str, tuple[np.ndarray, np.ndarray]], held: FaceArrays,
+                     fmrs: Sequence[float] = (0.01, 0.001)) -> dict:
+    """Thresholds at `fmrs` on the UMR-UMP scores (`held_out_scores`' format) of the faces `held`, their FMR and FNMR
+    in UMR-UMP and UMR-MP, and validation metrics: a saved model's `thresholds` (see above)."""
     from g2d.metrics import error_rates_at, threshold_at_fmr, verification_metrics
 
-    scores = held_out_scores(model, faces.held, cfg, cfg.calibration_pairs)
     (unmasked, genuine), (umr_mp, _) = scores["UMR-UMP"], scores["UMR-MP"]
     validation = {"UMR-UMP": verification_metrics(unmasked, genuine),
                   "UMR-MP": verification_metrics(umr_mp, genuine, unmasked, genuine)}
     result = {"pairs": {"genuine": int(genuine.sum()), "impostor": int((~genuine).sum())},
-              "held_out": {"faces": len(faces.held), "identities": int(len(np.unique(faces.held.labels)))},
+              "held_out": {"faces": len(held), "identities": int(len(np.unique(held.labels)))},
               "validation": {setting: {k: report[k] for k in ("ACC", "EER", "FDR", "FMR100", "FMR1000")}
                              for setting, report in validation.items()}}
     for fmr in fmrs:
@@ -713,6 +852,11 @@ def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequ
                  for setting, scores in (("UMR-UMP", unmasked), ("UMR-MP", umr_mp))}
         result[f"{fmr:g}"] = {"threshold": threshold, **rates}
     return result
+
+
+def calibrate_stage(cfg: G2DConfig, model: G2D, faces: TrainingFaces, fmrs: Sequence[float] = (0.01, 0.001)) -> dict:
+    "Stage 5: verification thresholds at `fmrs`, and validation metrics, on the held-out identities (see above)."
+    return calibrate_scores(held_out_scores(model, faces.held, cfg, cfg.calibration_pairs), faces.held, fmrs)
 
 
 #: Stage fields that change how fast a stage runs, never what it learns: left out of the run folder's hash.
@@ -779,6 +923,16 @@ def prepare_run_folder(cfg: G2DConfig, run_dir, overwrite: bool = False) -> Path
     return run_dir
 
 
+def _check_before_training(cfg: G2DConfig, reads_data: bool, runs_teacher: bool) -> None:
+    """What would otherwise fail after the run folder is written, or after hours of an earlier stage: the training
+    datasets, the mask templates, the teacher's name (a failed `--set` must leave nothing behind)."""
+    if reads_data:
+        cfg.datasets()
+    mask_templates_for(cfg)
+    if runs_teacher:
+        teacher_embedder(cfg)  # an unknown teacher, or an absent device, is named now
+
+
 def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress: bool = True,
               faces: TrainingFaces | None = None, targets: torch.Tensor | None = None, overwrite: bool = False) -> G2D:
     """Train `cfg` greedily in `run_dir` (see above); returns the model, also saved to `run_dir/model` (None when
@@ -791,6 +945,7 @@ def train_g2d(cfg: G2DConfig, run_dir, stages: Sequence[str] = STAGES, progress:
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages: {STAGES}")
     last = max(STAGES.index(s) for s in stages)
+    _check_before_training(cfg, faces is None, targets is None and last >= STAGES.index("teacher"))
     run_dir = prepare_run_folder(cfg, run_dir, overwrite)
     faces = faces if faces is not None else training_faces(cfg)
     encoder = train_encoder_stage(cfg, run_dir, faces, progress)
@@ -837,7 +992,16 @@ class G2DEmbedder(FaceEmbedder):
         # None: the model's own default (its `test_time_flip`); the fingerprint names the effective choice
         self.representation = representation
         self.flip_average = model.flip_average if flip_average is None else bool(flip_average)
-        self.requires_occlusion = occlusion == "given"
+        # a model that reads no maps (a fine-tuned trunk, chapter 09d) asks for none
+        self.requires_occlusion = occlusion == "given" and getattr(model, "requires_occlusion", True)
+        self.occlusion_estimator = {"segment": "grabcut", "learned": "learned"}.get(occlusion)  # ESTIMATORS' names
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        "The saved model's calibrated thresholds, when it embeds as they were calibrated (the same test-time flip); else {}."
+        model = self.model
+        calibrated = dict(getattr(model, "metadata", {}).get("thresholds") or {})
+        return calibrated if self.flip_average == bool(model.flip_average) and self.representation == "discriminative" else {}
 
     def geometry(self) -> dict[str, Any]:
         return dict(crop="arcface_template", size=self.model.image_size)
@@ -878,12 +1042,12 @@ def _checkpoint_spec(spec: str) -> tuple[str, str, bool | None]:
     for prefix, name in ((SEGMENT_PREFIX, "segment"), (LEARNED_PREFIX, "learned")):
         if path.startswith(prefix):
             path, policy = path[len(prefix):], name
-    return (str(pretrained_folder()) if path == PRETRAINED_SPEC else path), policy, flip
+    return (str(pretrained_folder(RELEASED_SPECS[path])) if path in RELEASED_SPECS else path), policy, flip
 
 
 def _load_embedder(spec: str, config: EvaluateConfig) -> G2DEmbedder:
     path, policy, flip = _checkpoint_spec(spec)
-    model = load_g2d(path, pick_device(config.device))
+    model = load_saved_model(path, pick_device(config.device))
     return G2DEmbedder(model, name=spec, occlusion=policy, batch_size=config.batch_size, flip_average=flip)
 
 
@@ -891,24 +1055,28 @@ def _accepts(spec: str) -> bool:
     return is_g2d_checkpoint(_checkpoint_spec(spec)[0])
 
 
-register_model(_accepts, _load_embedder)
-register_model(PRETRAINED_SPEC, _load_embedder, replace=True)
-register_model(LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
-for _flip in (FLIP_PREFIX, NOFLIP_PREFIX):
-    register_model(_flip + PRETRAINED_SPEC, _load_embedder, replace=True)
-    register_model(_flip + LEARNED_PREFIX + PRETRAINED_SPEC, _load_embedder, replace=True)
+register_model(_accepts, _load_embedder, label="FOLDER",
+               description="a saved model folder (g2d.json): a G2D model (`g2d train`'s model/) or a student on a pretrained trunk")
+for _name in RELEASED_SPECS:
+    register_model(_name, _load_embedder, replace=True,
+                   description=f"released weights in the package (g2d/weights/{RELEASED_SPECS[_name]})"
+                               + (": the default of verify, embed and export" if _name == PRETRAINED_SPEC else ""))
+    register_model(LEARNED_PREFIX + _name, _load_embedder, replace=True)
+    for _flip in (FLIP_PREFIX, NOFLIP_PREFIX):
+        register_model(_flip + _name, _load_embedder, replace=True)
+        register_model(_flip + LEARNED_PREFIX + _name, _load_embedder, replace=True)
 
 # %% ../nbs/09_model.ipynb #0418dbf8
 def find_faces(paths: Sequence[str | os.PathLike], size: int, detectors: Sequence[str] | None = None,
-               all_faces: bool = False, progress: bool = False) -> PhotoFaces:
+               all_faces: bool = False, progress: bool = False, crop=None) -> PhotoFaces:
     """Detect and align the faces of photos at `size` (`g2d.align.photo_align_config`). One face per photo (the
     largest) unless `all_faces`. A photo with no face, or one that cannot be read, is recorded and skipped: one bad
-    photo never ends a batch."""
+    photo never ends a batch. `crop(photo, face)`: a model's own crop of each face instead of the template crop."""
     from tqdm.auto import tqdm
 
     paths = list(map(str, paths))
     with tqdm(total=len(paths), desc="photos", unit="photo", disable=not progress) as bar:
-        return align_photos(photo_aligner(size, detectors), paths, all_faces, bar)
+        return align_photos(photo_aligner(size, detectors), paths, all_faces, bar, crop=crop)
 
 
 def embed_faces(model: G2D, faces: PhotoFaces, estimator: str = "learned") -> tuple[torch.Tensor, np.ndarray]:
@@ -919,10 +1087,12 @@ def embed_faces(model: G2D, faces: PhotoFaces, estimator: str = "learned") -> tu
 
 def embed_photo_batches(model: G2D, paths: Sequence[str | os.PathLike], estimator: str = "learned",
                         detectors: Sequence[str] | None = None, all_faces: bool = False, progress: bool = False,
-                        chunk: int = 32) -> tuple[PhotoFaces, torch.Tensor, np.ndarray]:
+                        chunk: int = 32, crop=None) -> tuple[PhotoFaces, torch.Tensor, np.ndarray]:
     """`find_faces` then `embed_faces` over `paths`, in chunks and overlapped: a second thread estimates the maps of
     one chunk and embeds it while the next chunk is detected and aligned (torch and OpenCV release Python's lock,
-    so on two cores the stages run side by side). Returns (faces, embeddings, maps), in the order of `paths`."""
+    so on two cores the stages run side by side). Returns (faces, embeddings, maps), in the order of `paths`.
+    `model`: anything with `image_size`, `embedding_dim` and `embed(crops, maps)` (a G2D model, or a model of the
+    vocabulary through `g2d.catalog.photo_model`); `crop`: as in `find_faces`."""
     from concurrent.futures import ThreadPoolExecutor
     from tqdm.auto import tqdm
 
@@ -930,7 +1100,7 @@ def embed_photo_batches(model: G2D, paths: Sequence[str | os.PathLike], estimato
     with ThreadPoolExecutor(max_workers=1) as worker, \
             tqdm(total=len(paths), desc="photos", unit="photo", disable=not progress) as bar:
         for start in range(0, len(paths), chunk):
-            found.append(align_photos(aligner, paths[start:start + chunk], all_faces, bar))
+            found.append(align_photos(aligner, paths[start:start + chunk], all_faces, bar, crop=crop))
             pending.append(worker.submit(embed_faces, model, found[-1], estimator))
         results = [p.result() for p in pending]
     size = model.image_size
@@ -1009,10 +1179,12 @@ def configure_train_cli(parser: argparse.ArgumentParser) -> None:
 
 def _add_photo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=PRETRAINED_SPEC,
-                        help="a saved G2D model folder, or 'pretrained' (the default): the released weights")
+                        help="a model name, prefix form or folder (`g2d models` lists them): pretrained (the default, "
+                             "the released weights), scratch, teacher, sface, noflip:pretrained, a saved model folder, ...")
     parser.add_argument("--unmasked", action="store_true", help="the faces wear no mask: no occlusion estimate")
-    parser.add_argument("--estimator", choices=[e for e in ESTIMATORS if e != "none"], default="learned",
-                        help="occlusion estimator: learned (the released network, default) or grabcut")
+    parser.add_argument("--estimator", choices=[e for e in ESTIMATORS if e != "none"], default=None,
+                        help="occlusion estimator of models that read maps: learned (the released network, the "
+                             "default) or grabcut")
     parser.add_argument("--detectors", nargs="+", metavar="METHOD",
                         help="the detection cascade, in order (default: yunet hog, chapter 02b's 'photos' preset)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -1029,12 +1201,29 @@ def _format_embed(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def photo_files(items: Sequence[str | os.PathLike], recursive: bool = False) -> list[str]:
+    """The photos named on a command line: each file as given, each folder's image files (`g2d.datasets`'
+    extensions) in name order, with `recursive` those of its subfolders too. A folder without one is an error."""
+    from g2d.datasets import IMAGE_EXTENSIONS
+
+    photos = []
+    for item in map(Path, items):
+        if not item.is_dir():
+            photos.append(str(item))
+            continue
+        found = sorted(p for p in (item.rglob("*") if recursive else item.iterdir())
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+        if not found:
+            raise G2DError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in the folder {item}"
+                           + ("" if recursive else "; --recursive reads its subfolders too"))
+        photos += map(str, found)
+    return photos
 
 
 def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", help="face photos (masked or not)")
+    parser.add_argument("images", nargs="+", metavar="PHOTO_OR_FOLDER",
+                        help="face photos (masked or not), or folders of them (their image files, in name order)")
+    parser.add_argument("--recursive", action="store_true", help="also the photos in the folders' subfolders")
     parser.add_argument("--out", help="write the embeddings here (.npy, one row per face, in the order of `faces`)")
     parser.add_argument("--all-faces", action="store_true", help="embed every face of a photo (default: the largest)")
     parser.add_argument("--save-crops", metavar="DIR", help="write each face's aligned crop and occlusion map (PNG) here")
@@ -1048,20 +1237,25 @@ def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
 
         if args.out and Path(args.out).is_dir():
             raise G2DError(f"--out {args.out} is a folder; name the .npy file to write")
-        torch.set_num_threads(args.threads or max(1, _usable_cores() - 1))
-        model = load_model_spec(args.model)
+        if args.save_crops and Path(args.save_crops).exists() and not Path(args.save_crops).is_dir():
+            raise G2DError(f"--save-crops {args.save_crops} is a file; name a folder")
+        from g2d.catalog import photo_model
+
+        photos = photo_files(args.images, args.recursive)
+        torch.set_num_threads(args.threads or max(1, usable_cores() - 1))
+        model = photo_model(args.model, device_from_environment())
+        estimator = model.estimator(args.unmasked, args.estimator)
         began = time.perf_counter()
-        estimator = "none" if args.unmasked else args.estimator
-        faces, embeddings, maps = embed_photo_batches(model, args.images, estimator, args.detectors, args.all_faces,
-                                                      progress=not args.json)
+        faces, embeddings, maps = embed_photo_batches(model, photos, estimator, args.detectors, args.all_faces,
+                                                      progress=not args.json, crop=model.crop_photo)
         seconds = time.perf_counter() - began
         if args.out:
             with atomic_write(args.out, "wb") as f:
                 np.save(f, embeddings.numpy())
         if args.save_crops:
             save_crops(faces, maps, args.save_crops)
-        result = {"photos": len(args.images), "embedded": len(faces), "not_found": faces.not_found,
-                  "failed": faces.failed, "photos_per_second": round(len(args.images) / max(seconds, 1e-9), 2),
+        result = {"photos": len(photos), "embedded": len(faces), "not_found": faces.not_found, "model": str(args.model),
+                  "failed": faces.failed, "photos_per_second": round(len(photos) / max(seconds, 1e-9), 2),
                   "detector": faces.cascade, "estimator": estimator, "out": args.out, "crops": args.save_crops,
                   "faces": [{"photo": p, "face": k, "detector": d} for (p, k), d in zip(faces.sources, faces.detectors)],
                   **({} if args.out else {"embeddings": embeddings.numpy().round(6).tolist()})}
@@ -1071,13 +1265,27 @@ def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def verify_decision(model: G2D, similarity: float, fmr: float) -> dict:
-    "The decision for `similarity` at the model's calibrated threshold for `fmr`."
-    thresholds = getattr(model, "metadata", {}).get("thresholds", {})
+#: `g2d verify`'s false match rate when none is asked for: 1 in 100 impostor pairs accepted. At 0.001 the released
+#: model rejects most genuine pairs (its card's thresholds table: FNMR 83% on held-out identities), at 0.01 fewer.
+DEFAULT_VERIFY_FMR = 0.01
+
+
+def verify_decision(model, similarity: float, fmr: float = DEFAULT_VERIFY_FMR) -> dict:
+    """The decision for `similarity` at the model's calibrated threshold for `fmr`: its `thresholds` (a model of the
+    vocabulary), else its `metadata["thresholds"]` (a loaded G2D model)."""
+    thresholds = getattr(model, "thresholds", None)
+    if not isinstance(thresholds, dict):
+        thresholds = getattr(model, "metadata", {}).get("thresholds", {})
     entry = thresholds.get(f"{fmr:g}")
     if entry is None:
         known = sorted(k for k in thresholds if k not in ("pairs", "held_out", "validation"))
-        raise G2DError(f"the model has no threshold for FMR {fmr:g}; calibrated: {', '.join(known) or 'none'}")
+        name = getattr(model, "name", None) or "the model"
+        if not known:
+            raise G2DError(f"{name} has no threshold for FMR {fmr:g}: it has no calibrated thresholds, so verify cannot "
+                           "decide (g2d embed gives its embeddings; g2d models lists the models verify takes)")
+        raise G2DError(f"{name} has no threshold for FMR {fmr:g}; calibrated: {', '.join(known)}")
+    if not math.isfinite(similarity):
+        raise G2DError(f"the similarity is {similarity}, not a number: no decision")
     return {"similarity": float(similarity), "fmr": fmr, "threshold": entry["threshold"],
             "same_person": bool(similarity >= entry["threshold"])}
 
@@ -1085,21 +1293,33 @@ def verify_decision(model: G2D, similarity: float, fmr: float) -> dict:
 def configure_verify_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image1")
     parser.add_argument("image2")
-    parser.add_argument("--fmr", type=float, default=0.001, help="false match rate of the threshold (0.01 or 0.001)")
+    parser.add_argument("--fmr", type=float, default=None,
+                        help=f"false match rate of the decision threshold: {DEFAULT_VERIFY_FMR:g} (the default: about 1 "
+                             "in 100 impostor pairs of held-out identities accepted) or 0.001 (stricter: more genuine "
+                             "pairs rejected); the model's calibrated ones (g2d models)")
     _add_photo_arguments(parser)
 
     def run(args) -> int:
         from g2d.cli import print_result
 
-        model = load_model_spec(args.model)
-        faces = find_faces([args.image1, args.image2], model.image_size, args.detectors).require_all()
-        estimator = "none" if args.unmasked else args.estimator
+        for image in (args.image1, args.image2):  # not an image, or over the pixel budget: refused before any work
+            image_header(image)
+        from g2d.catalog import photo_model
+
+        fmr = DEFAULT_VERIFY_FMR if args.fmr is None else args.fmr
+        model = photo_model(args.model, device_from_environment())
+        verify_decision(model, 0.0, fmr)  # an FMR without a calibrated threshold: refused before any photo is read
+        estimator = model.estimator(args.unmasked, args.estimator)
+        faces = find_faces([args.image1, args.image2], model.image_size, args.detectors, crop=model.crop_photo).require_all()
         (a, b), _ = embed_faces(model, faces, estimator)
-        result = {"image1": args.image1, "image2": args.image2, **verify_decision(model, float(a @ b), args.fmr),
-                  "detectors": faces.detectors, "estimator": estimator, "model": str(args.model)}
+        result = {"image1": args.image1, "image2": args.image2, **verify_decision(model, float(a @ b), fmr),
+                  "fmr_is_default": args.fmr is None, "detectors": faces.detectors,
+                  "estimator": estimator, "model": str(args.model)}
         print_result(result, args.json, lambda r: f"similarity {r['similarity']:.4f}, threshold {r['threshold']:.4f} "
-                     f"(FMR {r['fmr']:g}): {'same person' if r['same_person'] else 'different people'} "
-                     f"[faces found by {' and '.join(r['detectors'])}; occlusion estimator {r['estimator']}]")
+                     f"(FMR {r['fmr']:g}{', the default' if r['fmr_is_default'] else ''}): "
+                     f"{'same person' if r['same_person'] else 'different people'} "
+                     f"[model {r['model']}; faces found by {' and '.join(r['detectors'])}; occlusion estimator "
+                     f"{r['estimator']}]")
         return 0
 
     parser.set_defaults(func=run)

@@ -26,7 +26,7 @@ __all__ = ['ESTIMATOR_WEIGHTS', 'ESTIMATOR_CONFIG', 'ESTIMATOR_FORMAT', 'LOCATIO
            'OcclusionNet', 'retexture', 'shrink_blur', 'occlusion_batch', 'occlusion_masker', 'occlusion_batches',
            'occlusion_loss', 'save_occlusion_estimator', 'load_occlusion_estimator', 'occlusion_run_folder',
            'train_occlusion_estimator', 'held_out_occlusion_set', 'grabcut_estimator', 'compare_estimators',
-           'pretrained_estimator_folder', 'load_estimator', 'estimator_card', 'publish_estimator']
+           'pretrained_estimator_folder', 'load_estimator', 'estimator_licence', 'estimator_card', 'publish_estimator']
 
 # %% ../nbs/06c_occlusion.ipynb #4cf57f30
 @dataclass(frozen=True)
@@ -381,6 +381,13 @@ def load_estimator(name: str = ESTIMATOR_RELEASE, device: str | torch.device = "
     return load_occlusion_estimator(folder, device)
 
 
+def estimator_licence(cfg: OcclusionConfig) -> str:
+    "The card's licence section: the code's, and what the weights inherit from the faces they were trained on."
+    return (f"## Licence\nCode: Apache-2.0 (g2d). The weights were trained on faces of {', '.join(cfg.datasets)} "
+            "(CelebA and UTKFace: non-commercial research use only) and inherit that restriction; the masks drawn on "
+            "them come from MaskTheFace's templates (MIT licence) and g2d's built-in masks.\n")
+
+
 def estimator_card(cfg: OcclusionConfig, measured: dict) -> str:
     "The model card (README.md) of a published estimator, from its configuration and measurements."
     m = measured
@@ -419,7 +426,8 @@ Trained on synthetic masks drawn on aligned faces: real masks of shapes, colours
 hands, scarves or other occluders, and faces the detector aligned badly are outside what it was measured on
 (`figures/cpu/occlusion_estimator_real_masked.png` shows it on real photos, without ground truth). It reads
 {cfg.image_size} px crops; other sizes are resized to it.
-"""
+
+{estimator_licence(cfg)}"""
 
 
 def publish_estimator(net: OcclusionNet, folder: str | os.PathLike, cfg: OcclusionConfig, measured: dict,

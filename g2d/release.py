@@ -28,11 +28,11 @@ from .training_faces import FaceArrays, TrainingFaces
 
 # %% auto #0
 __all__ = ['TEACHINGS', 'ADAMW', 'UNION', 'RELEASE_OVERRIDES', 'ARRAYS_FORMAT', 'GPU_RELEASE_OVERRIDES', 'held_out_eers',
-           'teacher_held_out_eers', 'training_probe', 'input_size_eers', 'MixedTriplets', 'view_targets', 'RowIndexed',
-           'CurveRow', 'run_curve_row', 'learning_curves', 'plot_learning_curves', 'curve_rows', 'release_config',
-           'train_release', 'publish_release', 'stage_training_seconds', 'markdown_table', 'thresholds_table',
-           'model_card', 'pack_release_arrays', 'faces_from_arrays', 'gpu_release_config', 'run_from_arrays',
-           'configure_cli']
+           'recognizer_held_out_scores', 'teacher_held_out_eers', 'training_probe', 'input_size_eers', 'MixedTriplets',
+           'view_targets', 'RowIndexed', 'CurveRow', 'run_curve_row', 'learning_curves', 'plot_learning_curves',
+           'curve_rows', 'release_config', 'train_release', 'publish_release', 'stage_training_seconds',
+           'markdown_table', 'thresholds_table', 'model_card', 'pack_release_arrays', 'faces_from_arrays',
+           'gpu_release_config', 'run_from_arrays', 'configure_cli']
 
 # %% ../nbs/09b_release.ipynb #22e28f33
 def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int = 20_000,
@@ -44,13 +44,13 @@ def held_out_eers(model: G2D, faces: FaceArrays, cfg: G2DConfig, impostors: int 
     return {setting: round(100 * float(verification_metrics(s, genuine)["EER"]), 2) for setting, (s, genuine) in scores.items()}
 
 
-def teacher_held_out_eers(cfg: G2DConfig, faces: TrainingFaces, teacher: str | None = None,
-                          impostors: int = 20_000) -> dict[str, float]:
-    """EER in % per setting of a recognizer (default: `cfg.teacher`) on the held-out faces, each through its own
-    crop of the source photo, masked on the photo by `g2d.evaluate.SyntheticMaskingHook` (the same pairs as
-    `held_out_eers`; the mask draws differ from the student's, their distribution does not)."""
+def recognizer_held_out_scores(cfg: G2DConfig, faces: TrainingFaces, teacher: str | None = None,
+                               impostors: int = 20_000) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{setting: (scores, genuine)} of a recognizer (a `g2d.evaluate` model name, default `cfg.teacher`) on the
+    held-out faces, each through its own crop of the source photo, masked on the photo by
+    `g2d.evaluate.SyntheticMaskingHook` (the same pairs as `held_out_eers`; the mask draws differ from the
+    student's, their distribution does not)."""
     from g2d.evaluate import EvaluateConfig, SyntheticMaskingHook, embed_images, load_model
-    from g2d.metrics import verification_metrics
     from g2d.model import calibration_pairs, mask_templates_for
 
     if faces.held_sources is None:
@@ -63,8 +63,17 @@ def teacher_held_out_eers(cfg: G2DConfig, faces: TrainingFaces, teacher: str | N
     masked = embed_images(model, faces.held_sources, name, faces.fingerprint, hook, embeddings_dir, False).embeddings
     first, second, genuine = calibration_pairs(faces.held.labels, impostors, cfg.seed)
     score = lambda a, b: (a[first] * b[second]).sum(1).numpy()
-    pairs = {"UMR-UMP": score(clean, clean), "UMR-MP": score(clean, masked), "MR-MP": score(masked, masked)}
-    return {setting: round(100 * float(verification_metrics(s, genuine)["EER"]), 2) for setting, s in pairs.items()}
+    return {"UMR-UMP": (score(clean, clean), genuine), "UMR-MP": (score(clean, masked), genuine),
+            "MR-MP": (score(masked, masked), genuine)}
+
+
+def teacher_held_out_eers(cfg: G2DConfig, faces: TrainingFaces, teacher: str | None = None,
+                          impostors: int = 20_000) -> dict[str, float]:
+    "EER in % per setting of a recognizer (default: `cfg.teacher`) on the held-out faces (`recognizer_held_out_scores`)."
+    from g2d.metrics import verification_metrics
+
+    scores = recognizer_held_out_scores(cfg, faces, teacher, impostors)
+    return {setting: round(100 * float(verification_metrics(s, genuine)["EER"]), 2) for setting, (s, genuine) in scores.items()}
 
 
 def training_probe(faces: TrainingFaces, n: int = 1000, seed: int = 0) -> FaceArrays:
@@ -440,7 +449,7 @@ def _flip_sentence(flip: bool) -> str:
         return "Each face is embedded once (no test-time flip)."
     return ("By default each face and its mirror image are embedded and the two summed (the test-time flip, "
             "`test_time_flip`; the thresholds below are calibrated with it); `embed(..., flip_average=False)` or "
-            "`--model noflip:pretrained` embeds each face once, twice as fast.")
+            "`--model noflip:scratch` embeds each face once, twice as fast.")
 
 
 def model_card(facts: dict[str, Any]) -> str:
@@ -454,8 +463,8 @@ prior, guided upsampler) that reads a masked, aligned face and its occlusion map
 distilled from a pretrained face recognizer (the teacher). Input: {facts['image_size']} x {facts['image_size']} RGB
 faces aligned to the ArcFace 5-point template (`g2d.evaluate.template_crop`, or `g2d embed` on photos) and a binary
 occlusion map of the same size (1 = occluded). Output: a {facts['embedding_dim']}-d unit embedding; compare two with the
-cosine similarity. {_flip_sentence(facts.get('test_time_flip', False))} Load it with `g2d.model.load_pretrained()` or
-`--model pretrained`.
+cosine similarity. {_flip_sentence(facts.get('test_time_flip', False))} Load it with `g2d.model.load_pretrained("{facts['name']}")` or
+`--model scratch` (the default model, `pretrained`, is G2D on a pretrained trunk: chapter 09d).
 
 **Trained on.** {data.get('summary', '')}
 

@@ -450,9 +450,10 @@ def _load_cached(path: Path, fingerprint: str, keys: list[str]) -> torch.Tensor 
 def cached_teacher_features(teacher: Teacher, cache_dir: str | os.PathLike, dataset: str, keys: Sequence[str],
                             faces: torch.Tensor | np.ndarray | Callable[[], Iterable[Any]],
                             data_fingerprint: str | None = None, batch_size: int | None = None,
-                            progress: bool = True) -> TeacherFeatures:
+                            progress: bool = True, desc: str | None = None) -> TeacherFeatures:
     """Teacher embeddings of `faces` (an N x ... array/tensor, or a callable yielding batches in `keys` order),
-    computed once and cached under `cache_dir`; reloaded while the fingerprint matches."""
+    computed once and cached under `cache_dir`; reloaded while the fingerprint matches. `desc`: the progress bar's
+    label (default: teacher features of `dataset`)."""
     from tqdm.auto import tqdm
 
     keys = [str(k) for k in keys]
@@ -475,7 +476,8 @@ def cached_teacher_features(teacher: Teacher, cache_dir: str | os.PathLike, data
     batches = faces() if callable(faces) else (faces[i:i + batch_size] for i in range(0, len(keys), batch_size))
     total = None if callable(faces) else -(-len(keys) // batch_size)
     parts = [teacher.embed(batch, batch_size).cpu()
-             for batch in tqdm(batches, total=total, desc=f"teacher features: {dataset}", disable=not progress)]
+             for batch in tqdm(batches, total=total, desc=desc or f"teacher features: {dataset}",
+                                       disable=not progress)]
     embeddings = torch.cat(parts) if parts else torch.zeros(0, teacher.embedding_dim)
     if len(embeddings) != len(keys):
         raise G2DError(f"the faces of dataset {dataset!r} gave {len(embeddings)} embeddings for {len(keys)} keys")

@@ -259,8 +259,9 @@ def test_photos_preset_never_invents_a_face():
     assert "box" not in aligner.config.detectors and aligner.config.fallback == "skip"
     for shape in ((120, 100, 3), (480, 640, 3)):
         face = aligner(np.full(shape, 127, np.uint8))
-        assert face.method == "none" and not face.found and face.tried == ("yunet", "hog")
-    with pytest.raises(NoFaceError, match="yunet then hog"):
+        assert face.method == "none" and not face.found
+        assert face.tried == ("yunet (padded)", "yunet", "hog (padded)", "hog", "yunet (frame)")
+    with pytest.raises(NoFaceError, match="yunet .padded. then yunet then hog .padded. then hog then yunet .frame."):
         aligner(np.full((120, 100, 3), 127, np.uint8), required=True)
 
 
@@ -330,3 +331,102 @@ def test_embed_and_verify_refuse_a_tiny_image_in_one_line(tmp_path):
         output = done.stdout + done.stderr
         assert done.returncode == 1 and "Traceback" not in output, output
         assert "is 8x8 px: smaller than the smallest face" in output and "tiny.png" in output
+
+
+def test_padding_finds_and_fits_a_face_that_fills_the_frame(real_data_root):
+    "A tight crop of an LFW face: padded before detection, its landmarks agree with those of the whole photo."
+    _needs_yunet()
+    from g2d.align import front_end_config, landmark_error
+
+    hog = FaceAligner(AlignConfig(size=112, detectors=("hog",)))
+    padded = FaceAligner(front_end_config(112))
+    unpadded = FaceAligner(front_end_config(112, pad=0.0))
+    errors = {"padded": [], "as given": []}
+    for path in _lfw_sample(real_data_root, 12, 3):
+        photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        reference = hog(photo)
+        if not reference.aligned:
+            continue
+        points = reference.source_landmarks
+        left, top = max(int(points[:, 0].min()), 0), max(int(points[17:27, 1].min()), 0)  # jaw to jaw, brows to chin
+        crop = np.ascontiguousarray(photo[top:int(points[:, 1].max()), left:int(points[:, 0].max())])
+        face = padded(crop)
+        assert face.aligned and face.padding == int(round(0.3 * max(crop.shape[:2]))), (path, face.tried)
+        assert face.tried[0] == "yunet (padded)"
+        # the transform, landmarks and crop are in the tight crop's own pixels
+        assert np.allclose(apply_affine(face.transform, face.source_landmarks), face.landmarks, atol=1e-2)
+        warped = cv2.warpAffine(crop, face.transform.astype(np.float64), (112, 112), flags=cv2.INTER_LINEAR)
+        assert np.abs(warped.astype(int) - face.image).max() <= 1
+        errors["padded"].append(landmark_error(face.source_landmarks + [left, top], points))
+        plain = unpadded(crop)
+        if plain.aligned:
+            errors["as given"].append(landmark_error(plain.source_landmarks + [left, top], points))
+    assert len(errors["padded"]) >= 10
+    assert np.median(errors["padded"]) < 0.05 and max(errors["padded"]) < 0.15, errors
+    assert np.mean(errors["padded"]) <= np.mean(errors["as given"]), errors  # padding helps the fit
+
+
+def test_every_entry_point_shares_the_front_end():
+    "evaluate, verify/embed (photos), the face cache of an evaluation set and the explorer: one cascade, one crop."
+    from g2d.align import FRONT_END, FRONT_END_DETECTORS, front_end_config, photo_align_config
+    from g2d.evaluate import EvaluateConfig
+    from g2d.facecache import TRAINING_DATASETS, dataset_align_config, evaluation_align_config
+
+    configs = {"evaluate (cpu)": evaluation_align_config("lfw", "cpu", EvaluateConfig.from_profile("cpu").detectors),
+               "evaluate (gpu)": evaluation_align_config("rmfd", "gpu", EvaluateConfig.from_profile("gpu").detectors),
+               "verify/embed": photo_align_config(112), "explorer": AlignConfig.preset("photos", "cpu", size=64)}
+    for name, config in configs.items():
+        for key, value in FRONT_END.items():
+            if key != "detectors":
+                assert getattr(config, key) == value, (name, key)
+        assert config.detectors[:len(FRONT_END_DETECTORS)] == FRONT_END_DETECTORS, name
+    assert EvaluateConfig().detectors == FRONT_END_DETECTORS + ("box",)  # evaluation sets: their face box, last
+    assert configs["verify/embed"].detectors == FRONT_END_DETECTORS and configs["verify/embed"].fallback == "skip"
+    assert photo_align_config(64, ("yunet",)).pad == FRONT_END["pad"]  # a chosen cascade keeps the rest
+    assert evaluation_align_config("rmfd").face_box == (0.51, 0.515, 0.9)
+    # the training sets' caches keep their configuration and fingerprints (released models and runs read them)
+    import hashlib
+    import json
+    from g2d.training_faces import dataset_align_settings
+
+    def digest(config):
+        return hashlib.sha256(json.dumps(config.to_params(), sort_keys=True).encode()).hexdigest()[:10]
+
+    assert TRAINING_DATASETS == ("celeba", "celeba_wild", "utkface")
+    assert [digest(dataset_align_settings(d, "cpu")) for d in TRAINING_DATASETS] == ["a1751573e1", "6bbcf10f64", "f3d7278263"]
+    assert digest(dataset_align_config("celeba")) == "a1751573e1" and "pad" not in dataset_align_config("utkface").to_params()
+
+
+def test_one_crop_for_evaluate_and_verify(real_data_root):
+    "The same photo gets the same landmarks, hence the same crop, from evaluate's front end and verify's."
+    _needs_yunet()
+    from g2d.align import front_end_config, photo_aligner
+    from g2d.evaluate import template_crop
+
+    for path in _lfw_sample(real_data_root, 3, 5):
+        photo = photo_aligner(112)(path)
+        dataset = FaceAligner(front_end_config(112, preset="datasets"))(path)
+        if dataset.faces_found > 1:
+            continue  # several faces: photos keep the largest, evaluation sets the one at the centre
+        assert photo.method == dataset.method == "yunet"
+        assert np.array_equal(photo.source_landmarks, dataset.source_landmarks)
+        crop, _ = template_crop(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), dataset.source_landmarks, 112)
+        assert np.abs(crop.astype(int) - photo.image).max() <= 1
+
+
+def test_frame_rule_keeps_low_scored_boxes_only_where_the_face_fills_the_frame():
+    _needs_yunet()
+    from g2d.align import front_end_config
+
+    aligner = FaceAligner(front_end_config(64))
+    assert aligner.stages() == [("yunet", "padded"), ("yunet", "as given"), ("hog", "padded"), ("hog", "as given"),
+                                ("yunet", "frame")]
+    box = (10, 10, 60, 60)
+    aligner.detect_yunet = lambda image, threshold=None: [(box, 0.25, np.zeros((5, 2), np.float32))]
+    assert [f[0] for f in aligner.frame_faces(np.zeros((200, 200, 3), np.uint8), shorter=100)] == [box]
+    assert aligner.frame_faces(np.zeros((200, 200, 3), np.uint8), shorter=101) == []  # 50 px < half of 101
+    with pytest.raises(ConfigError, match="yunet_frame_threshold"):
+        front_end_config(64, yunet_frame_threshold=0.5)  # not below the retry threshold
+    with pytest.raises(ConfigError, match="pad"):
+        AlignConfig(pad=1.5)
+    assert FaceAligner(AlignConfig.from_profile("cpu")).stages() == [("hog", "as given"), ("box", "as given")]

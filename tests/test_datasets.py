@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import g2d_command
 
-from g2d.datasets import (AnnotationFormatError, ImageReadError, MissingPairImagesError, open_dataset,
-                          write_example_layout)
+from g2d.datasets import (AnnotationFormatError, ImageReadError, MissingPairImagesError, face_datasets_found,
+                          open_dataset, write_example_layout)
 
 FACE_DATASETS = ("celeba", "lfw", "mfr2", "rmfd", "mlfw", "cplfw")
 
@@ -173,3 +173,30 @@ def test_check_counts_cfp(tmp_path):
     (tmp_path / "cfp" / "Data" / "Fiducials" / "002" / "frontal" / "01.txt").write_text("10,20\n" * 29 + "10;20\n")
     done = data_check("--root", tmp_path)
     assert done.returncode == 1 and "images without usable fiducials" in done.stdout and "01.txt:30" in done.stdout
+
+
+def test_rmfd_pair_protocol_is_fixed_balanced_and_uses_every_masked_probe(example_root):
+    "Tab 2's protocol (masked_unmasked_pairs): each masked photo is the probe of one genuine and one impostor pair."
+    from collections import Counter
+
+    rmfd = open_dataset("rmfd", example_root)
+    pairs = rmfd.masked_unmasked_pairs()
+    masked = sorted(ref for ref, m in rmfd.masked.items() if m)
+    genuine, impostor = [p for p in pairs if p.genuine], [p for p in pairs if not p.genuine]
+    assert len(genuine) == len(impostor) == len(masked)
+    for kind in (genuine, impostor):
+        assert Counter(p.probe for p in kind) == Counter(masked)  # every masked probe, once per kind
+        assert all(not rmfd.masked[p.reference] for p in kind)  # references are unmasked photos
+    assert all(p.reference.identity == p.probe.identity for p in genuine)
+    assert all(p.reference.identity != p.probe.identity for p in impostor)
+    assert rmfd.masked_unmasked_pairs() == pairs  # seeded: the same pairs every time
+    assert rmfd.masked_unmasked_pairs(seed=1) != pairs
+
+
+def test_real_rmfd_protocol(real_data_root):
+    if "rmfd" not in face_datasets_found(real_data_root):
+        pytest.skip("needs RMFD under the data root")
+    rmfd = open_dataset("rmfd", real_data_root)
+    pairs = rmfd.masked_unmasked_pairs()
+    assert len(rmfd.identities) == 23 and sum(rmfd.masked.values()) == 473 and len(rmfd) == 933
+    assert len(pairs) == 946 and sum(p.genuine for p in pairs) == 473

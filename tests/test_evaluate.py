@@ -359,3 +359,37 @@ def test_annotation_policies(tmp_path, fake_model):
     assert reports["first"]["counts"]["annotation_policy"] == "first"
     with pytest.raises(SystemExit):  # argparse refuses an unknown policy
         run_cli(*args, "--annotation", "sometimes")
+
+
+def test_pretrained_on_a_set_without_exact_maps_says_which_estimator_makes_them(tmp_path):
+    "`g2d evaluate --model pretrained` on real masked photos (RMFD's layout): the shipped learned estimator, named."
+    write_example_layout("rmfd", tmp_path / "data")
+    code, out = run_cli("--model", "pretrained", "--dataset", "rmfd", "--root", str(tmp_path / "data"), "--profile",
+                        "smoke", "--setting", "umr-mp", "--cache", str(tmp_path / "cache"), "--no-progress")
+    assert code == 0, out
+    assert "occlusion maps: estimated by the learned estimator (g2d's released occlusion estimator)" in out
+
+
+def test_pretrained_on_real_rmfd_estimates_the_masked_probes_maps(real_data_root, tmp_path, monkeypatch):
+    "On real RMFD photos the learned estimator runs on every masked probe (and on no unmasked reference)."
+    from g2d.datasets import face_datasets_found, open_dataset
+    from g2d.evaluate import EstimatedOcclusionHook
+
+    if "rmfd" not in face_datasets_found(real_data_root):
+        pytest.skip("needs RMFD under the data root")
+    seen, estimate = [], EstimatedOcclusionHook.__call__
+
+    def spy(self, key, image, landmarks):
+        image, occlusion = estimate(self, key, image, landmarks)
+        seen.append((key, occlusion))
+        return image, occlusion
+
+    monkeypatch.setattr(EstimatedOcclusionHook, "__call__", spy)
+    code, out = run_cli("--model", "pretrained", "--dataset", "rmfd", "--root", str(real_data_root), "--profile", "cpu",
+                        "--setting", "umr-mp", "--max-pairs", "8", "--cache", str(tmp_path / "cache"), "--no-progress")
+    assert code == 0, out
+    assert "occlusion maps: estimated by the learned estimator" in out
+    rmfd = open_dataset("rmfd", real_data_root)
+    masked = {str(Path(rmfd.path_of(ref)).relative_to(rmfd.root)) for ref, m in rmfd.masked.items() if m}
+    assert seen and all(key in masked for key, _ in seen), [key for key, _ in seen]  # the masked probes only
+    assert sum(bool(occlusion.any()) for _, occlusion in seen) >= len(seen) - 1  # the estimator finds the masks
