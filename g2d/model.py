@@ -620,7 +620,7 @@ def load_g2d(folder: str | os.PathLike, device: str | torch.device = "cpu") -> G
     return model.to(device)
 
 # %% ../nbs/09_model.ipynb #e3a797e6
-RELEASE_NAME = "g2d-cpu-release"  # the released weights g2d loads by default
+RELEASE_NAME = "g2d-sface-release"  # the released weights g2d loads by default: G2D on a pretrained trunk (09d)
 SCRATCH_RELEASE_NAME = "g2d-cpu-release"  # G2D trained from scratch (this chapter and 09b), loadable by name
 PRETRAINED_SPEC = "pretrained"  # the model name that means the released weights (CLI `--model`, g2d.evaluate)
 SCRATCH_SPEC = "scratch"  # the model name of the from-scratch G2D release

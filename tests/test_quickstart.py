@@ -55,7 +55,8 @@ def check(printed: dict, line: str):
     assert set(printed) == {"similarity", "fmr", "threshold", "same_person"}
     assert printed["fmr"] == 0.01 and printed["threshold"] == threshold and -1 <= printed["similarity"] <= 1 + 1e-6
     assert printed["same_person"] == (printed["similarity"] >= threshold)
-    match = re.match(r"similarity (-?[\d.]+), threshold ([\d.]+) \(FMR 0\.01\): (same person|different people)\b", line)
+    match = re.match(r"similarity (-?[\d.]+), threshold ([\d.]+) \(FMR 0\.01(?:, the default)?\): (same person|different people)\b",
+                     line)
     assert match, line
     assert abs(float(match.group(1)) - printed["similarity"]) < 1e-4 and abs(float(match.group(2)) - threshold) < 1e-4
     assert (match.group(3) == "same person") == printed["same_person"]
@@ -118,3 +119,26 @@ def test_quickstart_names_a_missing_photo(tmp_path):
     # OpenCV's own warnings (lines starting '[ WARN') may come first; g2d's error is one line
     ours = [line for line in done.stderr.strip().splitlines() if not line.startswith("[ WARN")]
     assert done.returncode == 1 and len(ours) == 1 and ours[0].startswith("g2d verify: error:") and "face1.jpg" in ours[0]
+
+
+def test_quickstart_prints_what_the_readme_says_on_its_example_pair(tmp_path, real_data_root):
+    "The README's expected output, on the LFW pair it names: the same decision, similarity and threshold (to 1e-3)."
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Quickstart\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL).group(1)
+    expected_python, expected_line = [block.strip() for block in re.findall(r"```text\n(.*?)```", section, re.DOTALL)]
+    names = re.findall(r"`(\w+_\d{4}\.jpg)`", section)[:2]
+    photos = [real_data_root / "lfw" / name.rsplit("_", 1)[0] / name for name in names]
+    if len(photos) != 2 or not all(p.is_file() for p in photos):
+        pytest.skip(f"needs the LFW photos {names} under {real_data_root / 'lfw'}")
+    for photo, name in zip(photos, PHOTOS):
+        shutil.copy(photo, tmp_path / name)
+    printed, line = run_both(tmp_path)
+    check(printed, line)
+    expected = ast.literal_eval(expected_python)
+    assert printed["same_person"] == expected["same_person"] and printed["fmr"] == expected["fmr"]
+    assert abs(printed["similarity"] - expected["similarity"]) < 1e-3
+    assert abs(printed["threshold"] - expected["threshold"]) < 1e-6
+    number = r"-?\d+\.\d+"
+    assert re.sub(number, "N", line) == re.sub(number, "N", expected_line), (line, expected_line)
+    for got, want in zip(re.findall(number, line), re.findall(number, expected_line)):
+        assert abs(float(got) - float(want)) < 2e-3, (line, expected_line)
