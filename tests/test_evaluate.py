@@ -107,8 +107,9 @@ def test_missing_root_is_an_error_exit_1(tmp_path):
 
 
 def test_detector_cascade_option(example_root, fake_model):
+    from g2d.align import FRONT_END_DETECTORS
     from g2d.evaluate import EvaluateConfig
-    assert EvaluateConfig.from_profile("cpu").detectors == ("hog", "mmod", "box")
+    assert EvaluateConfig.from_profile("cpu").detectors == FRONT_END_DETECTORS + ("box",)  # the one front end
     assert EvaluateConfig.from_profile("smoke").detectors is None
     code, out = run_cli("--model", "fake-test-model", "--dataset", "lfw", "--root", str(example_root / "data"),
                         "--cache", str(example_root / "cache"), "--no-progress", "--json", "--detectors", "hog", "box")
@@ -298,7 +299,8 @@ def test_text_output_names_unreadable_images(tmp_path, fake_model):
     code, out = run_cli(*args, "--json")
     counts = json.loads(out)["counts"]
     assert counts["images_unreadable"] == 1 and list(counts["unreadable"]) == ["Ann_Lee/Ann_Lee_0001.jpg"]
-    assert counts["alignment_routes"] == {"box": 6}  # the 7 images of the pairs, less the corrupt one
+    routes = counts["alignment_routes"]  # the 7 images of the pairs, less the corrupt one
+    assert sum(routes.values()) == 6 and set(routes) <= {"yunet", "hog", "box"}
 
 
 def test_text_output_lists_at_most_ten_unreadable_images_and_a_count():
@@ -333,7 +335,7 @@ def test_cfp_protocols_align_profiles_by_their_fiducials(tmp_path, fake_model):
             str(tmp_path / "cache"), "--no-progress", "--json"]
     code, out = run_cli("--dataset", "cfp-fp", *args)
     report = json.loads(out)
-    assert code == 0 and report["counts"]["images_not_aligned"] == 0 and report["detectors"] == ["hog", "mmod"]
+    assert code == 0 and report["counts"]["images_not_aligned"] == 0 and report["detectors"] == ["yunet", "hog"]
     routes = report["counts"]["alignment_routes"]
     assert routes["annotation"] >= 1 and sum(routes.values()) == report["counts"]["images"] == 6
     assert report["settings"]["UMR-UMP"]["n_folds"] == 2 and report["lfw_10fold_acc"]["UMR-UMP"] is not None
@@ -355,7 +357,7 @@ def test_annotation_policies(tmp_path, fake_model):
     assert reports["first"]["counts"]["alignment_routes"] == {"annotation": 6}
     fallback = reports["fallback"]["counts"]["alignment_routes"]
     assert fallback["annotation"] == 1 and sum(fallback.values()) == 6 and "box" not in fallback
-    assert reports["never"]["detectors"] == ["hog", "mmod", "box"] and "annotation" not in reports["never"]["counts"]["alignment_routes"]
+    assert reports["never"]["detectors"] == ["yunet", "hog", "box"] and "annotation" not in reports["never"]["counts"]["alignment_routes"]
     assert reports["first"]["counts"]["annotation_policy"] == "first"
     with pytest.raises(SystemExit):  # argparse refuses an unknown policy
         run_cli(*args, "--annotation", "sometimes")

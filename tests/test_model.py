@@ -249,7 +249,7 @@ def test_cli_train_then_verify_and_embed(tmp_path, lfw_photos):
     failed = _g2d("verify", str(a), str(blank), "--model", result["model"])
     assert failed.returncode == 1 and "no face found in" in failed.stderr and "blank.png" in failed.stderr
     wrong = _g2d("verify", str(a), str(b), "--model", str(tmp_path))
-    assert wrong.returncode == 1 and "no saved G2D model" in wrong.stderr
+    assert wrong.returncode == 1 and str(tmp_path) in wrong.stderr and "g2d models" in wrong.stderr  # not a model
     # the same run folder with another configuration (a bare-string --set) is refused before anything is written
     other = _g2d("train", "--profile", "smoke", "--run-dir", str(tmp_path / "run"), "--set", *overrides,
                  "ablation=G2D[CE]", env={"G2D_CACHE": str(tmp_path / "cache")})
@@ -287,7 +287,9 @@ def test_embed_reports_and_skips_photos_without_a_face(tmp_path, lfw_photos):
     assert report["photos"] == 4 and report["not_found"] == [str(blank)] and list(report["failed"]) == [str(corrupt)]
     assert [f["photo"] for f in report["faces"]] == [str(a), str(pair), str(pair)]
     assert report["embedded"] == 3 and report["detector"] == "yunet>hog" and report["estimator"] == "learned"
-    assert report["photos_per_second"] > 0 and np.load(out).shape == (3, 512)
+    from g2d.model import load_pretrained
+
+    assert report["photos_per_second"] > 0 and np.load(out).shape == (3, load_pretrained().embedding_dim)
     assert len(list(crops.glob("*_crop.png"))) == 3 and len(list(crops.glob("*_map.png"))) == 3
     largest = json.loads(_g2d("embed", str(pair), "--json", "--unmasked", "--threads", "1").stdout)
     assert largest["embedded"] == 1 and largest["estimator"] == "none"
@@ -367,8 +369,9 @@ def test_released_model_embeds_real_masked_photos(real_data_root):
     if not folder.is_dir() or not is_g2d_checkpoint(pretrained_folder()):
         pytest.skip("needs real_masked under the data root and the released weights")
     photos = [folder / "0129.jpg", folder / "0323.jpg"]  # HOG and MMOD find no face in the first
-    embeddings = embed_photos(load_pretrained(), photos)
-    assert embeddings.shape == (2, 512) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+    model = load_pretrained()
+    embeddings = embed_photos(model, photos)
+    assert embeddings.shape == (2, model.embedding_dim) and torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
 def test_overlapped_photo_batches_equal_find_then_embed(real_data_root, tmp_path):
