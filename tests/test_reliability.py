@@ -198,13 +198,14 @@ def test_folders_of_older_g2d_load_without_a_digest(model_folder, tmp_path):
 
 
 def test_the_released_weights_carry_a_digest_and_load():
-    from g2d.model import G2D_FORMAT, is_g2d_checkpoint, load_pretrained, pretrained_folder
+    from g2d.model import G2D_FORMAT, RELEASED_SPECS, TRUNK_STUDENT_FORMAT, is_g2d_checkpoint, load_pretrained, pretrained_folder
 
     if not is_g2d_checkpoint(pretrained_folder()):
         pytest.skip("no released weights in this install")
-    meta = json.loads((pretrained_folder() / "g2d.json").read_text())
-    assert meta["format"] == G2D_FORMAT and len(meta["digest"]) == 64
-    assert load_pretrained().metadata["digest"] == meta["digest"]
+    for name in dict.fromkeys(RELEASED_SPECS.values()):  # the default release (a trunk student) and the from-scratch G2D
+        meta = json.loads((pretrained_folder(name) / "g2d.json").read_text())
+        assert meta["format"] in (G2D_FORMAT, TRUNK_STUDENT_FORMAT) and len(meta["digest"]) == 64
+        assert load_pretrained(name).metadata["digest"] == meta["digest"]
 
 
 def test_huge_sizes_are_refused_before_any_allocation(model_folder, tmp_path):
