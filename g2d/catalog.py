@@ -18,7 +18,7 @@ from .core import ConfigError, G2DError, G2DWarning, atomic_write_json, packaged
 from .evaluate import (RECOGNIZER_THRESHOLDS, EvaluateConfig, FaceEmbedder, load_model, model_descriptions,
                           registered_models)
 from .model import (FLIP_PREFIX, G2D_METADATA, LEARNED_PREFIX, NOFLIP_PREFIX, PRETRAINED_SPEC, RELEASED_SPECS,
-                       SEGMENT_PREFIX, G2DEmbedder, calibrate_scores, pretrained_folder)
+                       SEGMENT_PREFIX, G2DEmbedder, calibrate_scores, pretrained_folder, require_finite)
 
 # %% auto #0
 __all__ = ['EXPORT_TAKES', 'CALIBRATED_RECOGNIZERS', 'RECOGNIZER_THRESHOLDS_FORMAT', 'THRESHOLDS_HEADING', 'NEXT_HEADING',
@@ -87,10 +87,7 @@ class PhotoModel:
                                             flip_average=e.flip_average)
         else:
             embeddings = self.embedder.embed(np.asarray(crops), maps if self.reads_occlusion else None)
-        broken = int((~torch.isfinite(embeddings)).any(1).sum()) if len(embeddings) else 0
-        if broken:  # whatever the model: never a similarity, never a verdict
-            raise G2DError(f"{self.name} gave NaN or infinite embeddings for {broken} of {len(embeddings)} faces: its "
-                           "weights or its input are broken")
+        require_finite(embeddings, self.name)  # whatever the model: never a similarity, never a verdict
         self._dim = int(embeddings.shape[1])
         return embeddings
 

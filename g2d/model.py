@@ -37,14 +37,14 @@ __all__ = ['OCCLUSION_SOURCES', 'ABLATIONS', 'EMBEDDINGS', 'REPRESENTATIONS', 'G
            'RELEASED_SPECS', 'TRUNK_STUDENT_FORMAT', 'ESTIMATORS', 'STAGES', 'SPEED_ONLY_FIELDS', 'LOCATION_FIELDS',
            'INFERENCE_FIELDS', 'RESUMABLE_CHANGES', 'OCCLUSION_POLICIES', 'SEGMENT_PREFIX', 'LEARNED_PREFIX',
            'FLIP_PREFIX', 'NOFLIP_PREFIX', 'DEFAULT_VERIFY_FMR', 'G2DConfig', 'training_faces', 'mask_templates_for',
-           'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'G2D', 'G2DCheckpointError',
-           'is_g2d_checkpoint', 'save_g2d', 'g2d_digest', 'read_g2d_metadata', 'check_g2d_metadata',
-           'threshold_problems', 'load_g2d', 'pretrained_folder', 'load_saved_model', 'load_pretrained',
-           'load_model_spec', 'released_estimator', 'estimate_occlusion', 'encoder_folder', 'train_encoder_stage',
-           'centred', 'teacher_stage', 'training_features', 'train_reformer_stage', 'train_classifier_stage',
-           'calibration_pairs', 'held_out_scores', 'calibrate_scores', 'calibrate_stage', 'learned_params',
-           'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces', 'embed_faces',
-           'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli', 'photo_files',
+           'MaskedTriplets', 'teacher_embedder', 'teacher_targets', 'G2DInputError', 'require_finite', 'G2D',
+           'G2DCheckpointError', 'is_g2d_checkpoint', 'save_g2d', 'g2d_digest', 'read_g2d_metadata',
+           'check_g2d_metadata', 'threshold_problems', 'load_g2d', 'pretrained_folder', 'load_saved_model',
+           'load_pretrained', 'load_model_spec', 'released_estimator', 'estimate_occlusion', 'encoder_folder',
+           'train_encoder_stage', 'centred', 'teacher_stage', 'training_features', 'train_reformer_stage',
+           'train_classifier_stage', 'calibration_pairs', 'held_out_scores', 'calibrate_scores', 'calibrate_stage',
+           'learned_params', 'run_folder', 'prepare_run_folder', 'train_g2d', 'G2DEmbedder', 'find_faces',
+           'embed_faces', 'embed_photo_batches', 'embed_photos', 'save_crops', 'configure_train_cli', 'photo_files',
            'configure_embed_cli', 'verify_decision', 'configure_verify_cli']
 
 # %% ../nbs/09_model.ipynb #6bad35d1
@@ -275,6 +275,15 @@ class G2DInputError(G2DError):
 REPRESENTATIONS: tuple[str, ...] = ("discriminative", "generative")
 
 
+def require_finite(embeddings: torch.Tensor, who: str = "the model") -> torch.Tensor:
+    "`embeddings` (N x D), or a `G2DError` when any row holds NaN or infinite values: never a similarity, never a verdict."
+    broken = int((~torch.isfinite(embeddings)).any(1).sum()) if len(embeddings) else 0
+    if broken:
+        raise G2DError(f"{who} gave NaN or infinite embeddings for {broken} of {len(embeddings)} faces: its weights or "
+                       "its input are broken")
+    return embeddings
+
+
 class G2D(nn.Module):
     "E (generative encoder, frozen) -> R (reformer) -> embedding; C (feature classifier) on top (see above)."
 
@@ -369,12 +378,7 @@ class G2D(nn.Module):
             return F.normalize(self.represent(xb, mb, representation, flip_average), dim=1).cpu()
 
         parts = [batch(xb, mb) for xb, mb in zip(x.split(batch_size), m.split(batch_size))]
-        embeddings = torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)
-        broken = int((~torch.isfinite(embeddings)).any(1).sum())
-        if broken:  # never a similarity, never a verdict
-            raise G2DError(f"the model gave NaN or infinite embeddings for {broken} of {len(embeddings)} faces: its "
-                           "weights or its input are broken")
-        return embeddings
+        return require_finite(torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim))
 
 # %% ../nbs/09_model.ipynb #75173f5c
 G2D_FORMAT = "g2d-model-2"

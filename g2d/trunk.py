@@ -24,7 +24,8 @@ from .core import (ConfigError, G2DError, StageConfig, atomic_write, atomic_writ
 from .featurecache import EncoderFeatures, feature_cache, module_fingerprint
 from .inpainting import GenerativeEncoder
 from .model import (SCRATCH_RELEASE_NAME, TRUNK_STUDENT_FORMAT, G2DConfig, G2DInputError, MaskedTriplets,
-                       calibrate_stage, g2d_digest, mask_templates_for, threshold_problems, training_faces)
+                       calibrate_stage, g2d_digest, mask_templates_for, require_finite, threshold_problems,
+                       training_faces)
 from .reformer import freeze, rkd_angle_loss, rkd_distance_loss
 from .release import held_out_eers, release_config
 from .sface_port import SFaceNet, file_sha256, load_sface_net, sface_model_file
@@ -373,12 +374,7 @@ class TrunkStudent(nn.Module):
             xb, mb = xb.to(device), mb.to(device)
             out = raw(xb, mb) + raw(xb.flip(-1), mb.flip(-1)) if flip_average else raw(xb, mb)
             parts.append(F.normalize(out, dim=1).cpu())
-        embeddings = torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim)
-        broken = int((~torch.isfinite(embeddings)).any(1).sum())
-        if broken:  # never a similarity, never a verdict
-            raise G2DError(f"the model gave NaN or infinite embeddings for {broken} of {len(embeddings)} faces: its "
-                           "weights or its input are broken")
-        return embeddings
+        return require_finite(torch.cat(parts) if parts else torch.zeros(0, self.embedding_dim))
 
     def frozen_part(self, x: torch.Tensor) -> torch.Tensor:
         """The activation at the cut of faces `x` in [0, 1]: on a CPU by onnxruntime (`OnnxRuntimePrefix`, the
