@@ -23,7 +23,7 @@ endif
 .PHONY: help install test sync nbtest pytest reproduce lab bench export clean release-arrays gpu-release trunk-arrays gpu-trunk
 
 help:
-	@echo "make test        create .venv if missing, install, check export sync, nbdev_test, pytest"
+	@echo "make test        create .venv if missing, install, check export sync, test every notebook (each in its own process), pytest"
 	@echo "make reproduce   papermill batch (PROFILE=smoke|cpu|gpu DATA=/path DEVICE=auto|cpu|cuda)"
 	@echo "make lab         JupyterLab on the notebooks"
 	@echo "make bench       benchmarks"
@@ -46,9 +46,10 @@ install: $(VENV)/.g2d-installed
 sync: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_sync.py
 
+# Each notebook in its own process: nbdev_test's reused workers would let one notebook's state reach the next.
 nbtest: install
 	@echo "data root for tests: $(if $(TEST_DATA),$(TEST_DATA),none (tests that need real data skip))"
-	G2D_DATA="$(TEST_DATA)" $(BIN)/nbdev_test --path nbs --n_workers 2 --timing
+	G2D_DATA="$(TEST_DATA)" $(PY) tests/run_notebooks.py --path nbs --workers 2
 
 pytest: install
 	G2D_DATA="$(TEST_DATA)" $(PY) -m pytest -ra
