@@ -37,7 +37,7 @@ def run_one(notebook: Path) -> tuple[Path, int, float, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--path", default="nbs", help="a notebook, folder or glob (default: nbs)")
+    parser.add_argument("--path", default="nbs", help="a notebook or a folder of notebooks (default: nbs)")
     parser.add_argument("--workers", type=int, default=2, help="notebooks run at once (default: 2)")
     args = parser.parse_args(argv)
     if args.workers < 1:
