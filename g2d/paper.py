@@ -12,7 +12,8 @@ from .core import G2DError
 from .metrics import METRIC_COLUMNS
 
 # %% auto #0
-__all__ = ['PAPER_FACTS', 'NOT_RATES', 'paper_results', 'paper_table', 'compare_with_paper', 'comparison_markdown']
+__all__ = ['PAPER_FACTS', 'CLOSEST_PAPER_ROWS', 'NOT_RATES', 'paper_results', 'paper_table', 'compare_with_paper',
+           'comparison_markdown']
 
 # %% ../nbs/92_paper.ipynb #4abc6e43
 _PAPER_CSV = """table,dataset,setting,model,ACC,EER,FDR,FMR100,FMR1000,FMR100_Th_FMR,FMR100_Th_FNMR,FMR100_Th_AVG,FMR1000_Th_FMR,FMR1000_Th_FNMR,FMR1000_Th_AVG
@@ -137,6 +138,18 @@ def compare_with_paper(ours, table: int, dataset: str | None = None, models: Map
     frame = pd.DataFrame(parts, index=ours.index)
     frame.insert(0, ("paper model", ""), [models.get(model, "") for _, model in ours.index])
     return frame
+
+# %% ../nbs/92_paper.ipynb #88bcdad7
+#: g2d row name -> the paper's closest row, per table (see above).
+CLOSEST_PAPER_ROWS: dict[int, dict[str, str]] = {
+    1: {"G2D": "G2D", "dlib": "ResNet50", "arcface": "ResNet50", "ict+arcface": "ICT+AF", "ict+dlib": "ICT+VGG2",
+        "srt": "ResNet50 (SRT)", "inpainted-trained": "DoDGAN"},
+    2: {"G2D": "G2D", "G2D (released)": "G2D", "G2D from scratch (released)": "G2D", "teacher (SFace)": "MFN",
+        "dlib": "VGGFace2", "arcface": "ArcFace", "srt": "ResNet50 (SRT)", "inpainted-trained": "DoDGAN"},
+    3: {"G2D": "G2D", "G2D, W: identity CE": "G2D", "G2D, W: regression": "G2D", "G2D[CE]": "G2D[CE]",
+        "G2D[DIS]": "G2D[DIS]", "G2D(CNN)": "G2D(CNN)", "G2D(LR)": "G2D(LR)"},
+    4: {"G2D": "G2D", "G2D (released)": "G2D", "maskinv": "MaskInv", "arcface": "AF"},
+}
 
 # %% ../nbs/92_paper.ipynb #c0a1b2c4
 #: Metric columns that are not rates (printed as they are, not as percentages).

@@ -15,11 +15,11 @@ from .core import (G2DError, DataRootError, RunManifest, check_profile_name, dat
                       fingerprint_tree, portable_math_environment)
 
 # %% auto #0
-__all__ = ['EXPERIMENT_PARAMETERS', 'UNCOMPARED_FILES', 'TABLE_SUFFIXES', 'RUN_SPECIFIC_KEYS', 'RUN_SPECIFIC_COLUMNS',
-           'RELATIVE_TOLERANCE', 'RATE_WORDS', 'THRESHOLD_WORDS', 'SMOKE_SAMPLE', 'SAMPLE_SIZES', 'ReproduceConfig',
-           'experiment_parameters', 'find_experiments', 'check_parameters_cell', 'experiment_dataset',
-           'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run', 'run_experiments', 'configure_cli', 'is_rate',
-           'numbers_agree', 'table_differences']
+__all__ = ['EXPERIMENT_PARAMETERS', 'RELEASED_ROWS', 'UNCOMPARED_FILES', 'TABLE_SUFFIXES', 'RUN_SPECIFIC_KEYS',
+           'RUN_SPECIFIC_COLUMNS', 'RELATIVE_TOLERANCE', 'RATE_WORDS', 'THRESHOLD_WORDS', 'SMOKE_SAMPLE',
+           'SAMPLE_SIZES', 'ReproduceConfig', 'experiment_parameters', 'find_experiments', 'check_parameters_cell',
+           'experiment_dataset', 'released_rows', 'data_fingerprint', 'ExperimentFailed', 'keep_earlier_run',
+           'run_experiments', 'configure_cli', 'is_rate', 'numbers_agree', 'table_differences']
 
 # %% ../nbs/91_reproduce.ipynb #e46a7794
 @dataclass(frozen=True)
@@ -106,6 +106,16 @@ def experiment_dataset(name: str, data_root: str | os.PathLike | None, profile: 
         write_example_layout(name, root)
         return root, f"smoke: g2d's tiny example {name} in its publisher's layout (not faces), a wiring check"
     return None, f"{name} is absent from the data root ({data_root or 'none given'}): skipped"
+
+# %% ../nbs/91_reproduce.ipynb #3096433b
+#: Row name -> `g2d evaluate --model` spec of each shipped model (see above).
+RELEASED_ROWS: dict[str, str] = {"G2D (released)": "pretrained", "G2D from scratch (released)": "scratch"}
+
+
+def released_rows(profile: str) -> dict[str, str]:
+    "The shipped models as table rows of `profile` (`RELEASED_ROWS` at `cpu`, where they were trained; else none)."
+    check_profile_name(profile)
+    return dict(RELEASED_ROWS) if profile == "cpu" else {}
 
 # %% ../nbs/91_reproduce.ipynb #ffd6fec3
 def data_fingerprint(root: str | os.PathLike | None) -> dict[str, Any]:
