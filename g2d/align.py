@@ -19,12 +19,13 @@ from .core import (ConfigError, CorruptImageError, G2DError, StageConfig, canoni
 # %% auto #0
 __all__ = ['RIGHT_EYE_POINTS', 'LEFT_EYE_POINTS', 'NOSE_TIP_POINT', 'RIGHT_MOUTH_POINT', 'LEFT_MOUTH_POINT', 'FACE_BOXES',
            'DETECTION_METHODS', 'CASCADE_METHODS', 'FALLBACK_POLICIES', 'ALIGN_METHODS', 'YUNET_DLIB_BOX',
-           'YUNET_FIELDS', 'YUNET_POINTS', 'FRONT_END_DETECTORS', 'FRONT_END', 'DETECTOR_MIN_SIDE', 'MMOD_CRASH_SIDE',
-           'YUNET_MODEL_FILE', 'OCCLUDER_POINTS', 'UnreadableImageError', 'load_rgb', 'as_rgb', 'five_points_from_68',
-           'similarity_transform', 'apply_affine', 'AlignConfig', 'AlignedFace', 'NoFaceError', 'FaceTooSmallError',
-           'detector_min_side', 'yunet_model_file', 'FaceAligner', 'show_aligned', 'draw_lower_face_occluder',
-           'landmark_error', 'evaluate_occlusion', 'summarize_occlusion', 'PhotoFaces', 'front_end_config',
-           'photo_align_config', 'photo_aligner', 'align_photos']
+           'YUNET_FIELDS', 'YUNET_POINTS', 'HOG_REGION_SIDE', 'HOG_REGION_FACE_WIDTH', 'FRONT_END_DETECTORS',
+           'FRONT_END', 'DETECTOR_MIN_SIDE', 'MMOD_CRASH_SIDE', 'YUNET_MODEL_FILE', 'OCCLUDER_POINTS',
+           'UnreadableImageError', 'load_rgb', 'as_rgb', 'five_points_from_68', 'similarity_transform', 'apply_affine',
+           'AlignConfig', 'AlignedFace', 'NoFaceError', 'FaceTooSmallError', 'detector_min_side', 'yunet_model_file',
+           'FaceAligner', 'show_aligned', 'draw_lower_face_occluder', 'landmark_error', 'evaluate_occlusion',
+           'summarize_occlusion', 'PhotoFaces', 'front_end_config', 'photo_align_config', 'photo_aligner',
+           'align_photos']
 
 # %% ../nbs/02b_align.ipynb #619a7e2d
 class UnreadableImageError(G2DError, OSError):
@@ -133,16 +134,22 @@ YUNET_DLIB_BOX: tuple[float, float, float] = (-0.04, 0.047, 1.125)
 #: AlignConfig fields that only matter to YuNet: left out of `to_params` (and so of cache fingerprints) unless the
 #: cascade uses "yunet", so that every configuration without it keeps its fingerprint.
 YUNET_FIELDS: tuple[str, ...] = ("yunet_threshold", "yunet_nms", "yunet_min_side", "yunet_max_side", "yunet_points",
-                                 "yunet_dlib_box", "yunet_retry_threshold", "yunet_frame_threshold", "yunet_frame_side")
+                                 "yunet_dlib_box", "yunet_retry_threshold", "yunet_frame_threshold", "yunet_frame_side",
+                                 "yunet_hog_box")
 YUNET_POINTS: tuple[str, ...] = ("yunet", "dlib")
+#: `yunet_hog_box`: HOG searches a square region this many YuNet box widths wide around YuNet's face ...
+HOG_REGION_SIDE: float = 2.5
+#: ... scaled so that the face is at most this many pixels wide (a constant cost per face, whatever the photo's size).
+HOG_REGION_FACE_WIDTH: float = 160.0
 #: g2d's one front end (chosen in "Measured: one front end for every entry point"): how evaluation sets, `g2d verify`,
-#: `g2d embed` and the explorer find faces. YuNet then HOG, each on the image as given and then padded by 0.3 of its
-#: longer side; YuNet searched again at 0.4 where it finds nothing at 0.6, and at 0.2 for a box that fills the frame;
+#: `g2d embed` and the explorer find faces. YuNet then HOG, each on the image padded by 0.3 of its longer side and
+#: then as given; YuNet searched again at 0.4 where it finds nothing at 0.6, and at 0.2 for a box that fills the frame;
+#: a YuNet face's 68 landmarks fitted in HOG's box where HOG finds that face too ("Measured: landmarks in HOG's box");
 #: every crop aligned by the five key points of dlib's 68 landmarks. `AlignConfig.presets` adds the choice among
 #: several faces and the evaluation sets' last resort (the dataset's face box).
 FRONT_END_DETECTORS: tuple[str, ...] = ("yunet", "hog")
 FRONT_END: dict[str, Any] = dict(detectors=FRONT_END_DETECTORS, pad=0.3, yunet_points="dlib", yunet_retry_threshold=0.4,
-                                 yunet_frame_threshold=0.2, yunet_frame_side=0.5, fallback="skip")
+                                 yunet_frame_threshold=0.2, yunet_frame_side=0.5, yunet_hog_box=True, fallback="skip")
 
 
 @dataclass(frozen=True)
@@ -167,6 +174,7 @@ class AlignConfig(StageConfig):
     yunet_max_side: int = 640
     yunet_points: str = "yunet"
     yunet_dlib_box: tuple[float, float, float] = YUNET_DLIB_BOX
+    yunet_hog_box: bool = False  # a YuNet face's 68 landmarks in HOG's box where HOG finds it (see `hog_box_around`)
 
     profiles: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": dict(size=64),
@@ -201,12 +209,16 @@ class AlignConfig(StageConfig):
         if params.get("yunet_frame_threshold", 0) is None:
             params.pop("yunet_frame_threshold")
             params.pop("yunet_frame_side")
+        if not params.get("yunet_hog_box", True):
+            params.pop("yunet_hog_box")
         return params
 
     def __post_init__(self):
         object.__setattr__(self, "detectors", tuple(self.detectors))  # lists from JSON parameters
         object.__setattr__(self, "face_box", tuple(float(v) for v in self.face_box))
         object.__setattr__(self, "pad", float(self.pad))
+        if not isinstance(self.yunet_hog_box, bool):
+            raise ConfigError(f"yunet_hog_box must be True or False, got {self.yunet_hog_box!r}")
         object.__setattr__(self, "yunet_dlib_box", tuple(float(v) for v in self.yunet_dlib_box))
         canonical_five_points(self.size)  # checks the size
         if not self.detectors:
@@ -260,6 +272,7 @@ class AlignedFace:
     tried: tuple[str, ...] = ()
     key_points: np.ndarray | None = None  # (5, 2) float32 source pixels: the points warped onto the template
     padding: int = 0  # the black border (px) of the image the face was found in (`AlignConfig.pad`); 0: as given
+    landmark_box: str | None = None  # a YuNet face's: the box its 68 landmarks were fitted in, "hog" or "yunet"
 
     @property
     def aligned(self) -> bool:
@@ -442,13 +455,41 @@ class FaceAligner:
         nan = np.full((68, 2), np.nan, np.float32)
         return AlignedFace(crop, nan, nan.copy(), "center", transform=matrix.astype(np.float32), **details)
 
+    def hog_box_around(self, image: np.ndarray, box: Sequence[int]) -> tuple[int, int, int, int] | None:
+        """HOG's box of the face YuNet found at `box` (left, top, right, bottom) in `image`, or None: HOG searches the
+        square region `HOG_REGION_SIDE` box widths wide centred on it (black outside the image), the face scaled to at
+        most `HOG_REGION_FACE_WIDTH` px wide; of its detections, the one whose centre lies inside `box`, nearest
+        YuNet's centre, in `image`'s pixels."""
+        left, top, right, bottom = (float(v) for v in box)
+        width, cx, cy = right - left, (left + right) / 2, (top + bottom) / 2
+        scale = min(1.0, HOG_REGION_FACE_WIDTH / max(width, 1.0))
+        side = HOG_REGION_SIDE * width
+        x0, y0 = cx - side / 2, cy - side / 2
+        matrix = np.array([[scale, 0, -scale * x0], [0, scale, -scale * y0]])
+        pixels = max(1, int(round(side * scale)))
+        region = cv2.warpAffine(image, matrix, (pixels, pixels), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_CONSTANT)
+        best = None
+        for (l, t, r, b), _ in (self.detect(region, "hog") if pixels >= detector_min_side("hog", self.config) else ()):
+            hx, hy = (l + r) / 2 / scale + x0, (t + b) / 2 / scale + y0
+            if left <= hx <= right and top <= hy <= bottom:
+                distance = (hx - cx) ** 2 + (hy - cy) ** 2
+                if best is None or distance < best[0]:
+                    best = (distance, (l / scale + x0, t / scale + y0, r / scale + x0, b / scale + y0))
+        return None if best is None else tuple(int(round(v)) for v in best[1])
+
     def align_detection(self, image: np.ndarray, detection: tuple, details: dict) -> AlignedFace:
-        "Align one detection ((box, score) or YuNet's (box, score, points)) of `details['method']`: 68 landmarks, warp."
+        """Align one detection ((box, score) or YuNet's (box, score, points)) of `details['method']`: 68 landmarks, warp.
+        A YuNet face's landmarks are fitted in HOG's box of it (`yunet_hog_box`, where HOG finds it) or else in the
+        box made from YuNet's (`yunet_dlib_box`)."""
         if details["method"] == "yunet":
             face_box, score, points = detection
-            landmarks = self.fit_landmarks(image, _dlib_box_from_yunet(face_box, self.config.yunet_dlib_box))
+            hog_box = self.hog_box_around(image, face_box) if self.config.yunet_hog_box else None
+            fit_box = hog_box if hog_box is not None else _dlib_box_from_yunet(face_box, self.config.yunet_dlib_box)
+            landmarks = self.fit_landmarks(image, fit_box)
             key_points = points if self.config.yunet_points == "yunet" else None
-            return self.align_landmarks(image, landmarks, key_points, score=score, box=face_box, **details)
+            return self.align_landmarks(image, landmarks, key_points, score=score, box=face_box,
+                                        landmark_box="yunet" if hog_box is None else "hog", **details)
         face_box, score = detection
         return self.align_landmarks(image, self.fit_landmarks(image, face_box), score=score, box=face_box, **details)
 
@@ -669,6 +710,7 @@ class PhotoFaces:
     not_found: list[str]  # photos where no detector found a face
     failed: dict[str, str]  # photos that could not be read or aligned: the reason
     cascade: str  # the detectors tried, in order ("yunet>hog")
+    landmark_boxes: list = field(default_factory=list)  # each face's `AlignedFace.landmark_box` (None: not YuNet's)
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -688,7 +730,8 @@ class PhotoFaces:
         return cls(np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8),
                    [lm for p in parts for lm in p.landmarks], [s for p in parts for s in p.sources],
                    [d for p in parts for d in p.detectors], [n for p in parts for n in p.not_found],
-                   {k: v for p in parts for k, v in p.failed.items()}, cascade)
+                   {k: v for p in parts for k, v in p.failed.items()}, cascade,
+                   [b for p in parts for b in p.landmark_boxes])
 
 
 def front_end_config(size: int, detectors: Sequence[str] | None = None, preset: str = "photos", **overrides) -> AlignConfig:
@@ -746,6 +789,7 @@ def align_photos(aligner: FaceAligner, paths: Sequence[str | os.PathLike], all_f
                 found.landmarks.append(face.landmarks)
                 found.sources.append((path, k))
                 found.detectors.append(face.method)
+                found.landmark_boxes.append(face.landmark_box)
         if bar is not None:
             bar.update(1)
     if crops:

@@ -125,9 +125,12 @@ def _detection_text(size: int) -> str:
     c = photo_align_config(size)
     yunet = (f"; YuNet at score {c.yunet_threshold:g}" + (f", again at {c.yunet_retry_threshold:g} when it finds none"
              if c.yunet_retry_threshold else "") if "yunet" in c.detectors else "")
-    return (f"g2d embed / g2d verify: the cascade {' then '.join(c.detectors)} on the photo as given"
-            + (f", then on it padded by {c.pad:g} of its longer side" if c.pad else "") + yunet
-            + f"; the {c.pick} face; dlib's 68 landmarks in the face box, key points from "
+    return (f"g2d embed / g2d verify: the cascade {' then '.join(c.detectors)}"
+            + (f", each on the photo padded by {c.pad:g} of its longer side, then as given" if c.pad else
+               " on the photo as given") + yunet
+            + f"; the {c.pick} face; dlib's 68 landmarks in the face box"
+            + (" (HOG's, where HOG finds a YuNet face too)" if c.yunet_hog_box and "yunet" in c.detectors else "")
+            + ", key points from "
             + ("them" if c.yunet_points == "dlib" else "YuNet") + " (g2d.align.photo_align_config; step by step: "
             "front_end, when exported with it)")
 
@@ -260,7 +263,9 @@ FRONT_END_SUFFIXES: dict[str, str] = {"script": ".embed.py", "detector": ".yunet
 #: Detectors of g2d's cascade the front end does not include, and why.
 NOT_INCLUDED: dict[str, str] = {
     "hog": "dlib's HOG face detector (not in OpenCV): its stages are skipped, so a photo where g2d's HOG stage finds "
-           "the face before a later YuNet stage can give another face, or none",
+           "the face before a later YuNet stage can give another face, or none; and a YuNet face's landmarks are "
+           "always fitted in the box made from YuNet's, where g2d fits them in HOG's box when HOG finds that face "
+           "(`yunet_hog_box`), so such a face's crop differs a little",
     "mmod": "dlib's MMOD CNN face detector (not in OpenCV): its stages are skipped",
     "box": "the dataset's face box, a guess for evaluation sets: skipped"}
 YUNET_SOURCE = ("OpenCV Zoo's YuNet face detector (face_detection_yunet_2023mar, int8 block-quantised), as the "

@@ -1261,7 +1261,8 @@ def configure_embed_cli(parser: argparse.ArgumentParser) -> None:
         result = {"photos": len(photos), "embedded": len(faces), "not_found": faces.not_found, "model": str(args.model),
                   "failed": faces.failed, "photos_per_second": round(len(photos) / max(seconds, 1e-9), 2),
                   "detector": faces.cascade, "estimator": estimator, "out": args.out, "crops": args.save_crops,
-                  "faces": [{"photo": p, "face": k, "detector": d} for (p, k), d in zip(faces.sources, faces.detectors)],
+                  "faces": [{"photo": p, "face": k, "detector": d, "landmark_box": b}
+                            for (p, k), d, b in zip(faces.sources, faces.detectors, faces.landmark_boxes)],
                   **({} if args.out else {"embeddings": embeddings.numpy().round(6).tolist()})}
         print_result(result, args.json, _format_embed)
         return 0 if len(faces) else 1
