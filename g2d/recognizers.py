@@ -145,13 +145,13 @@ def training_faces(cfg: BaselineConfig, source_photos: bool = False) -> Landmark
         faces = SyntheticFaces(n_identities=cfg.n_identities or 16, images_per_identity=cfg.images_per_identity,
                                size=cfg.image_size, seed=cfg.seed)
         return LandmarkedFaces(lambda i: faces.render(i)[0], faces.landmarks68, np.array(faces.targets), repr(faces))
-    from g2d.facecache import dataset_align_config, dataset_face_cache
+    from g2d.facecache import ALIGNED_STATUSES, dataset_align_config, dataset_face_cache
 
     profile = cfg.profile if cfg.profile != "smoke" else "cpu"
     cache = dataset_face_cache(cfg.dataset, cfg.data_root, dataset_align_config(cfg.dataset, profile, size=cfg.image_size),
                                cache_dir=cfg.cache_dir, progress=cfg.progress)
     labels = cache.array("labels")
-    aligned = np.isin(cache.statuses, ("hog", "mmod", "box"))
+    aligned = np.isin(cache.statuses, ALIGNED_STATUSES)
     ids, counts = np.unique(labels[aligned], return_counts=True)
     keep_ids = ids[counts >= cfg.min_images_per_identity]
     if cfg.n_identities is not None:
