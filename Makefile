@@ -51,11 +51,8 @@ nbtest: install
 	@echo "data root for tests: $(if $(TEST_DATA),$(TEST_DATA),none (tests that need real data skip))"
 	G2D_DATA="$(TEST_DATA)" $(PY) tests/run_notebooks.py --path nbs --workers 2
 
-# Two pytest workers, each taking whole files (--dist loadfile): the smoke batch (tests/test_reproduce.py, about half
-# of pytest's time) runs beside the other files instead of after them.
-PYTEST_WORKERS ?= 2
 pytest: install
-	G2D_DATA="$(TEST_DATA)" $(PY) -m pytest -ra -n $(PYTEST_WORKERS) --dist loadfile --durations=10
+	G2D_DATA="$(TEST_DATA)" $(PY) -m pytest -ra
 
 test: sync nbtest pytest
 

@@ -9,11 +9,6 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def pytest_collection_modifyitems(config, items):
-    "Tests marked slow first: with `make test`'s parallel workers (whole files each), the longest files start first."
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the order within each group is kept
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

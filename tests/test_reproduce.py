@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 
-import pytest
 from conftest import REPO, g2d_command
 
 from g2d.reproduce import RUN_SPECIFIC_COLUMNS, RUN_SPECIFIC_KEYS, UNCOMPARED_FILES, table_differences
@@ -14,7 +13,6 @@ from g2d.reproduce import RUN_SPECIFIC_COLUMNS, RUN_SPECIFIC_KEYS, UNCOMPARED_FI
 SMOKE_BATCH_HANG_GUARD_S = 3600
 
 
-@pytest.mark.slow
 def test_smoke_batch_runs_every_experiment_and_writes_a_manifest(tmp_path):
     figures, runs = tmp_path / "figures", tmp_path / "runs"
     # as `make reproduce` makes the committed figures/smoke: no data root (the smoke profile must not depend on
